@@ -1,0 +1,246 @@
+/*
+ * internal.h - what the C core's files share with each other (prefix tr__).
+ *
+ * Threading vocabulary used in the comments:
+ *   loop thread   the runtime's libev thread; owns every ev_* watcher, the op
+ *                 table and the op list.  After tr_runtime_shutdown() has
+ *                 joined it, the shutdown caller takes over that role.
+ *   worker        one of the pool threads; runs tr__work_t items.
+ *   any thread    safe from every thread, including Python callers.
+ */
+#ifndef TOKIO_RUNTIME_INTERNAL_H
+#define TOKIO_RUNTIME_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setname_np */
+#endif
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokio_runtime.h"
+
+#define TR__CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* An internal return code: the request was queued and will be woken later. */
+#define TR__PENDING (-1)
+
+/* ---- messages to the loop thread ---------------------------------------- */
+typedef struct tr__msg tr__msg_t;
+struct tr__msg {
+    tr__msg_t *next;
+    void (*run)(tr_runtime_t *rt, tr__msg_t *msg); /* runs on the loop thread */
+};
+
+/* Queue msg for the loop thread.  Any thread.  Accepted while the runtime is
+ * running or stopping (the shutdown caller runs what the loop thread did not);
+ * returns false, without queueing, once it is stopped. */
+bool tr__post(tr_runtime_t *rt, tr__msg_t *msg);
+
+/* ---- completion records -------------------------------------------------- */
+typedef struct tr__record tr__record_t;
+struct tr__record {
+    tr__record_t *next;  /* port queue link (port->mu) */
+    tr_completion_t c;
+    bool queued;         /* in a port queue (port->mu) */
+    /* Called once the record has left the queue for good (drained or
+     * dropped), outside every lock.  NULL for records that live on. */
+    void (*release)(tr__record_t *r);
+};
+
+/* ---- operations ----------------------------------------------------------- */
+typedef struct tr__op tr__op_t;
+
+typedef struct tr__op_vtable {
+    const char *name;
+    /* Loop thread.  Begin the work; may finish the op at once. */
+    void (*start)(tr__op_t *op);
+    /* Loop thread.  Stop the work (timers, children); must lead, now or later,
+     * to exactly one tr__op_finish(op, TR_CANCELLED, ...). */
+    void (*cancel)(tr__op_t *op);
+    /* Free what the op owns besides its own struct.  Called by tr__op_finish on
+     * the loop thread; every watcher is stopped by then.  May be NULL. */
+    void (*cleanup)(tr__op_t *op);
+} tr__op_vtable_t;
+
+enum { TR__OP_QUEUED, TR__OP_RUNNING, TR__OP_CANCELLING, TR__OP_FINISHED };
+
+struct tr__op {
+    tr__msg_t msg;              /* the submission message */
+    const tr__op_vtable_t *vt;
+    tr_runtime_t *rt;
+    tr_port_t *port;            /* holds a reference until the final record is queued */
+    uint64_t token;
+    int state;                  /* loop thread */
+    tr__op_t *all_prev, *all_next; /* every started op (loop thread) */
+    tr__record_t final;         /* pushed by tr__op_finish; frees the op on release */
+    tr__record_t progress;      /* coalesced progress record (tr__op_progress) */
+};
+
+/* Allocate a zeroed op of `size` bytes (>= sizeof(tr__op_t)).  Any thread. */
+tr__op_t *tr__op_alloc(tr_runtime_t *rt, size_t size, const tr__op_vtable_t *vt);
+/* Free an op that was never submitted.  Any thread. */
+void tr__op_discard(tr__op_t *op);
+/* Validate and queue an op for the loop thread; on error the op is freed.
+ * Any thread. */
+int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *op);
+/* Finish: unregister, count, clean up, and queue the final record (which then
+ * owns the op's memory).  The op must not be touched afterwards.  Loop thread. */
+void tr__op_finish(tr__op_t *op, int status, int64_t value, void *payload);
+/* Queue (or update, if still queued) the op's progress record.  Loop thread. */
+void tr__op_progress(tr__op_t *op, int64_t value);
+
+/* ---- worker pool ---------------------------------------------------------- */
+typedef struct tr__work tr__work_t;
+struct tr__work {
+    tr__work_t *next;
+    void (*run)(tr__work_t *w); /* runs on a worker */
+};
+
+typedef struct tr__pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tr__work_t *head, *tail;
+    bool quit;
+    int waiting;       /* workers blocked on cv */
+    int started;
+    pthread_t *threads;
+} tr__pool_t;
+
+int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index);
+/* Append a chain first..last.  Any thread. */
+void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last);
+/* Run everything still queued, then join every worker. */
+void tr__pool_stop(tr__pool_t *pool);
+
+/* Batch a work item for the pool; the batch is handed over before the loop
+ * blocks again (one lock for many items).  Loop thread. */
+void tr__outbox_push(tr_runtime_t *rt, tr__work_t *w);
+
+/* ---- op table (token -> op), loop thread only ---------------------------- */
+typedef struct tr__slot {
+    uint64_t key; /* 0 = empty */
+    tr__op_t *op;
+} tr__slot_t;
+
+typedef struct tr__optable {
+    tr__slot_t *slots;
+    size_t cap; /* power of two, or 0 */
+    size_t count;
+} tr__optable_t;
+
+int tr__optable_put(tr__optable_t *t, uint64_t key, tr__op_t *op); /* TR_OK, TR_EINVAL (dup), TR_ENOMEM */
+tr__op_t *tr__optable_get(const tr__optable_t *t, uint64_t key);
+tr__op_t *tr__optable_del(tr__optable_t *t, uint64_t key);
+void tr__optable_free(tr__optable_t *t);
+
+/* ---- runtime --------------------------------------------------------------- */
+enum { TR__RUNNING, TR__STOPPING, TR__STOPPED };
+
+struct tr_runtime {
+    atomic_int refs;
+    struct ev_loop *loop;
+    ev_async wake;         /* "the inbox has messages" */
+    ev_prepare flush;      /* hands the outbox to the pool before blocking */
+    pthread_t loop_thread;
+    int worker_threads;
+    char thread_name[64];
+    tr__pool_t pool;
+
+    pthread_mutex_t mu;    /* guards inbox and state */
+    tr__msg_t *inbox_head, *inbox_tail;
+    int state;
+
+    pthread_mutex_t shutdown_mu; /* one shutdown at a time */
+
+    /* loop thread only */
+    tr__optable_t ops;
+    tr__op_t *all_ops;     /* list of started, unfinished ops */
+    tr__work_t *outbox_head, *outbox_tail;
+    bool halting;          /* shutdown seen: cancel whatever starts */
+
+    /* dispatcher (ready_mu) */
+    pthread_mutex_t ready_mu;
+    pthread_cond_t ready_cv;
+    tr_port_t *ready_head, *ready_tail;
+    bool dispatch_done;
+    bool dispatch_kick;
+
+    atomic_uint_fast64_t pending, submitted, completed, cancelled, live_ops, ports;
+};
+
+void tr__runtime_ref(tr_runtime_t *rt);
+void tr__runtime_unref(tr_runtime_t *rt); /* frees at zero; the owner has shut it down */
+/* Report a port to the dispatcher.  Any thread. */
+void tr__dispatch_ready(tr_runtime_t *rt, tr_port_t *port);
+/* Cancel every started op bound to port (all ops when port is NULL).  Loop thread. */
+void tr__cancel_ops(tr_runtime_t *rt, tr_port_t *port);
+
+/* ---- ports ------------------------------------------------------------------ */
+struct tr_port {
+    atomic_int refs;
+    tr_runtime_t *rt;          /* holds a reference */
+    uint64_t id;
+    pthread_mutex_t mu;        /* guards the queue and the flags below */
+    tr__record_t *head, *tail;
+    bool notified;             /* reported to the dispatcher, not yet drained empty */
+    bool closed;
+    /* ready list (rt->ready_mu) */
+    tr_port_t *ready_prev, *ready_next;
+    bool in_ready;
+    tr__msg_t close_msg;       /* cancels the port's ops on the loop thread */
+};
+
+void tr__port_ref(tr_port_t *port);
+/* Queue a record, or drop it if the port is closed.  Any thread. */
+void tr__port_push(tr_port_t *port, tr__record_t *r);
+/* Update a still-queued progress record, or queue it.  Any thread. */
+void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value);
+
+/* ---- channels (thread-safe, waiter based) -------------------------------- */
+typedef struct tr__chan tr__chan_t;
+typedef struct tr__chan_waiter tr__chan_waiter_t;
+struct tr__chan_waiter {
+    tr__chan_waiter_t *prev, *next;
+    void *item;   /* send: the item to hand over; recv: the item received */
+    int status;   /* set before wake(): TR_OK or TR_ECLOSED */
+    bool queued;  /* channel lock */
+    bool sender;  /* which list it waits in (channel lock) */
+    /* Called exactly once for a queued waiter that was not cancelled, outside
+     * the channel lock, on the thread whose call completed it. */
+    void (*wake)(tr__chan_waiter_t *w);
+    void *ctx;
+};
+
+int tr__chan_new(size_t capacity, void (*item_free)(void *), tr__chan_t **out);
+/* Free a channel nobody waits on; queued items go to item_free. */
+void tr__chan_free(tr__chan_t *ch);
+/* TR_OK (w->item is in the channel or handed to a receiver), TR__PENDING
+ * (w queued: wake() comes later) or TR_ECLOSED (w->item still the caller's). */
+int tr__chan_send(tr__chan_t *ch, tr__chan_waiter_t *w);
+/* TR_OK (w->item set), TR__PENDING, or TR_ECLOSED (closed and drained). */
+int tr__chan_recv(tr__chan_t *ch, tr__chan_waiter_t *w);
+/* Non-blocking variants: TR_OK, TR__PENDING (would wait) or TR_ECLOSED. */
+int tr__chan_try_send(tr__chan_t *ch, void *item);
+int tr__chan_try_recv(tr__chan_t *ch, void **item);
+/* Remove a queued waiter.  true: removed, wake() will not come.  false: it
+ * was already completed, wake() has run or is running. */
+bool tr__chan_cancel(tr__chan_t *ch, tr__chan_waiter_t *w);
+/* Close: waiting receivers and senders are woken with TR_ECLOSED (senders keep
+ * their items); queued items stay receivable.  Idempotent. */
+void tr__chan_close(tr__chan_t *ch);
+size_t tr__chan_len(tr__chan_t *ch);
+
+/* ---- small helpers ------------------------------------------------------------ */
+bool tr__valid_seconds(double s);
+tr_strvec_t *tr__strvec_new(void);
+int tr__strvec_push(tr_strvec_t *v, size_t *cap, char *item); /* takes item on TR_OK */
+/* Start a thread with every signal blocked (signals belong to the host's
+ * main thread), named "{name}-{index}". */
+int tr__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name, int index);
+
+#endif /* TOKIO_RUNTIME_INTERNAL_H */

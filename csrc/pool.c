@@ -1,0 +1,88 @@
+/*
+ * pool.c - the worker threads: one FIFO of intrusive work items.
+ *
+ * Producers append whole chains under one lock; workers take up to
+ * TR__POOL_BATCH items per lock, so a burst of a million small items costs
+ * thousands of lock round trips, not millions.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define TR__POOL_BATCH 64
+
+static void *worker_main(void *arg) {
+    tr__pool_t *pool = arg;
+    for (;;) {
+        pthread_mutex_lock(&pool->mu);
+        while (!pool->head && !pool->quit) {
+            pool->waiting++;
+            pthread_cond_wait(&pool->cv, &pool->mu);
+            pool->waiting--;
+        }
+        tr__work_t *batch = pool->head;
+        if (!batch) { /* quit, and nothing left to run */
+            pthread_mutex_unlock(&pool->mu);
+            return NULL;
+        }
+        tr__work_t *last = batch;
+        for (int i = 1; i < TR__POOL_BATCH && last->next; i++) last = last->next;
+        pool->head = last->next;
+        if (!pool->head) pool->tail = NULL;
+        last->next = NULL;
+        /* More left: pass the baton so another idle worker takes a share. */
+        if (pool->head && pool->waiting) pthread_cond_signal(&pool->cv);
+        pthread_mutex_unlock(&pool->mu);
+        while (batch) {
+            tr__work_t *next = batch->next; /* run() may free the item */
+            batch->run(batch);
+            batch = next;
+        }
+    }
+}
+
+int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index) {
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->head = pool->tail = NULL;
+    pool->quit = false;
+    pool->waiting = 0;
+    pool->started = 0;
+    pool->threads = calloc((size_t)n, sizeof *pool->threads);
+    if (!pool->threads) {
+        pthread_cond_destroy(&pool->cv);
+        pthread_mutex_destroy(&pool->mu);
+        return TR_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        if (tr__thread_start(&pool->threads[i], worker_main, pool, thread_name, first_index + i) != 0) {
+            tr__pool_stop(pool);
+            return TR_ETHREAD;
+        }
+        pool->started++;
+    }
+    return TR_OK;
+}
+
+void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last) {
+    last->next = NULL;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->tail) pool->tail->next = first;
+    else pool->head = first;
+    pool->tail = last;
+    if (pool->waiting) pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void tr__pool_stop(tr__pool_t *pool) {
+    pthread_mutex_lock(&pool->mu);
+    pool->quit = true;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    for (int i = 0; i < pool->started; i++) pthread_join(pool->threads[i], NULL);
+    free(pool->threads);
+    pool->threads = NULL;
+    pool->started = 0;
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+}

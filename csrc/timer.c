@@ -1,0 +1,203 @@
+/*
+ * timer.c - ops made of libev timers: sleep, ticker, sleep_all, timeout.
+ *
+ * All of it runs on the loop thread; cancel stops the watchers and finishes
+ * at once, so nothing here outlives its op.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ---- sleep ------------------------------------------------------------------ */
+
+typedef struct sleep_op {
+    tr__op_t base;
+    ev_timer timer;
+} sleep_op;
+
+static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    tr__op_finish(w->data, TR_OK, 0, NULL);
+}
+
+static void sleep_start(tr__op_t *op) {
+    sleep_op *s = (sleep_op *)op;
+    ev_timer_start(op->rt->loop, &s->timer);
+}
+
+static void sleep_cancel(tr__op_t *op) {
+    sleep_op *s = (sleep_op *)op;
+    ev_timer_stop(op->rt->loop, &s->timer);
+    tr__op_finish(op, TR_CANCELLED, 0, NULL);
+}
+
+static const tr__op_vtable_t sleep_vt = {"sleep", sleep_start, sleep_cancel, NULL};
+
+int tr_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double seconds) {
+    if (!tr__valid_seconds(seconds)) return TR_EINVAL;
+    sleep_op *s = (sleep_op *)tr__op_alloc(rt, sizeof *s, &sleep_vt);
+    if (!s) return TR_ENOMEM;
+    ev_timer_init(&s->timer, sleep_fired, seconds, 0.);
+    s->timer.data = s;
+    return tr__op_submit(rt, port, token, &s->base);
+}
+
+/* ---- ticker ------------------------------------------------------------------ */
+
+typedef struct ticker_op {
+    tr__op_t base;
+    ev_timer timer;
+    uint64_t count, ticks;
+    double interval;
+} ticker_op;
+
+static void ticker_fired(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)revents;
+    ticker_op *t = w->data;
+    t->ticks++;
+    if (t->ticks >= t->count) {
+        ev_timer_stop(loop, w);
+        tr__op_finish(&t->base, TR_OK, (int64_t)t->ticks, NULL);
+        return;
+    }
+    tr__op_progress(&t->base, (int64_t)t->ticks);
+    if (t->interval == 0.) { /* repeat 0 means "one-shot" to libev: re-arm by hand */
+        ev_timer_set(w, 0., 0.);
+        ev_timer_start(loop, w);
+    }
+}
+
+static void ticker_start(tr__op_t *op) {
+    ticker_op *t = (ticker_op *)op;
+    if (t->count == 0) {
+        tr__op_finish(op, TR_OK, 0, NULL);
+        return;
+    }
+    ev_timer_start(op->rt->loop, &t->timer);
+}
+
+static void ticker_cancel(tr__op_t *op) {
+    ticker_op *t = (ticker_op *)op;
+    ev_timer_stop(op->rt->loop, &t->timer);
+    tr__op_finish(op, TR_CANCELLED, (int64_t)t->ticks, NULL);
+}
+
+static const tr__op_vtable_t ticker_vt = {"ticker", ticker_start, ticker_cancel, NULL};
+
+int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count, double interval) {
+    if (!tr__valid_seconds(interval) || count > (uint64_t)INT64_MAX) return TR_EINVAL;
+    ticker_op *t = (ticker_op *)tr__op_alloc(rt, sizeof *t, &ticker_vt);
+    if (!t) return TR_ENOMEM;
+    t->count = count;
+    t->interval = interval;
+    /* A repeating timer is re-armed from its previous deadline, so the ticks
+     * do not drift by the time each callback takes. */
+    ev_timer_init(&t->timer, ticker_fired, interval, interval);
+    t->timer.data = t;
+    return tr__op_submit(rt, port, token, &t->base);
+}
+
+/* ---- sleep_all: n concurrent children, joined ------------------------------- */
+
+typedef struct sleep_all_op {
+    tr__op_t base;
+    size_t n, remaining;
+    ev_timer kids[];
+} sleep_all_op;
+
+static void sleep_all_child_fired(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    sleep_all_op *s = w->data;
+    if (--s->remaining == 0) tr__op_finish(&s->base, TR_OK, (int64_t)s->n, NULL);
+}
+
+static void sleep_all_start(tr__op_t *op) {
+    sleep_all_op *s = (sleep_all_op *)op;
+    if (s->n == 0) {
+        tr__op_finish(op, TR_OK, 0, NULL);
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) ev_timer_start(op->rt->loop, &s->kids[i]);
+}
+
+static void sleep_all_cancel(tr__op_t *op) {
+    sleep_all_op *s = (sleep_all_op *)op;
+    for (size_t i = 0; i < s->n; i++) ev_timer_stop(op->rt->loop, &s->kids[i]);
+    tr__op_finish(op, TR_CANCELLED, (int64_t)(s->n - s->remaining), NULL);
+}
+
+static const tr__op_vtable_t sleep_all_vt = {"sleep_all", sleep_all_start, sleep_all_cancel, NULL};
+
+int tr_sleep_all(tr_runtime_t *rt, tr_port_t *port, uint64_t token, const double *delays, size_t n) {
+    if (n && !delays) return TR_EINVAL;
+    if (n > (SIZE_MAX - sizeof(sleep_all_op)) / sizeof(ev_timer)) return TR_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!tr__valid_seconds(delays[i])) return TR_EINVAL;
+    sleep_all_op *s = (sleep_all_op *)tr__op_alloc(rt, sizeof *s + n * sizeof(ev_timer), &sleep_all_vt);
+    if (!s) return TR_ENOMEM;
+    s->n = s->remaining = n;
+    for (size_t i = 0; i < n; i++) {
+        ev_timer_init(&s->kids[i], sleep_all_child_fired, delays[i], 0.);
+        s->kids[i].data = s;
+    }
+    return tr__op_submit(rt, port, token, &s->base);
+}
+
+/* ---- timeout: an operation timer raced against a deadline ------------------- */
+
+typedef struct timeout_op {
+    tr__op_t base;
+    ev_timer work, limit;
+    bool work_wins_ties;
+} timeout_op;
+
+static void timeout_stop_both(timeout_op *t) {
+    ev_timer_stop(t->base.rt->loop, &t->work);
+    ev_timer_stop(t->base.rt->loop, &t->limit);
+}
+
+static void timeout_work_fired(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    timeout_op *t = w->data;
+    timeout_stop_both(t);
+    tr__op_finish(&t->base, TR_OK, 0, NULL);
+}
+
+static void timeout_limit_fired(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    timeout_op *t = w->data;
+    timeout_stop_both(t);
+    /* Both timers were armed at the same ev_now(); when the operation's is
+     * not later, it is due in this same iteration and must win (libev runs
+     * same-iteration callbacks in no promised order). */
+    tr__op_finish(&t->base, t->work_wins_ties ? TR_OK : TR_TIMEDOUT, 0, NULL);
+}
+
+static void timeout_start(tr__op_t *op) {
+    timeout_op *t = (timeout_op *)op;
+    ev_timer_start(op->rt->loop, &t->work);
+    ev_timer_start(op->rt->loop, &t->limit);
+}
+
+static void timeout_cancel(tr__op_t *op) {
+    timeout_stop_both((timeout_op *)op);
+    tr__op_finish(op, TR_CANCELLED, 0, NULL);
+}
+
+static const tr__op_vtable_t timeout_vt = {"timeout", timeout_start, timeout_cancel, NULL};
+
+int tr_timeout_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double op_seconds,
+                     double timeout_seconds) {
+    if (!tr__valid_seconds(op_seconds) || !tr__valid_seconds(timeout_seconds)) return TR_EINVAL;
+    timeout_op *t = (timeout_op *)tr__op_alloc(rt, sizeof *t, &timeout_vt);
+    if (!t) return TR_ENOMEM;
+    ev_timer_init(&t->work, timeout_work_fired, op_seconds, 0.);
+    ev_timer_init(&t->limit, timeout_limit_fired, timeout_seconds, 0.);
+    t->work.data = t->limit.data = t;
+    t->work_wins_ties = op_seconds <= timeout_seconds;
+    return tr__op_submit(rt, port, token, &t->base);
+}

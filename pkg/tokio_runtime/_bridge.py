@@ -1,0 +1,238 @@
+"""Ports, native futures and the dispatcher: C completions into asyncio.
+
+One :class:`Port` exists per (runtime, asyncio loop).  The C core queues each
+finished operation's record on its port; the first record of a batch reports
+the port to the runtime's dispatcher thread, which is the only thread that
+calls ``loop.call_soon_threadsafe`` - once per batch.  The drain then runs on
+the loop's own thread and resolves every future of the batch there, guarded by
+``fut.done()``, so a future cancelled in the meantime is left alone.
+
+The C threads never touch Python: only the dispatcher (a Python thread that
+blocks in C with the GIL released) and the loops' own threads do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._native import ffi, lib
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+log = logging.getLogger("tokio_runtime")
+
+#: Records copied out of C per ``tr_port_drain`` call.
+DRAIN_BATCH = 256
+#: How often the dispatcher looks for ports whose loop has closed, while
+#: operations are pending.
+SWEEP_INTERVAL = 0.25
+
+_STATUS_ERRORS: dict[int, Callable[[], BaseException]] = {
+    lib.TR_ENOMEM: MemoryError,
+    lib.TR_EINVAL: lambda: ValueError("tokio_runtime: invalid operation"),
+    lib.TR_ESHUTDOWN: lambda: RuntimeError("tokio_runtime: the runtime is shut down"),
+    lib.TR_ECLOSED: lambda: RuntimeError("tokio_runtime: closed"),
+    lib.TR_TIMEDOUT: TimeoutError,
+}
+
+
+def status_error(status: int) -> BaseException:
+    """Return the exception that stands for a non-OK C status."""
+    make = _STATUS_ERRORS.get(status)
+    if make is None:
+        return RuntimeError(f"tokio_runtime: unexpected status {status}")
+    return make()
+
+
+class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
+    """An ``asyncio.Future`` whose cancellation reaches the native operation.
+
+    Cancelling it (directly, through ``Task.cancel``, ``wait_for`` or
+    ``gather``) cancels the C operation and every child it has, on the
+    runtime's loop thread.  If the operation finished at the same moment, the
+    late result is discarded: the future stays cancelled.
+    """
+
+    __slots__ = ("_tr_port", "_tr_token")
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Cancel the future and its native operation; see the class docs."""
+        if not super().cancel(msg):
+            return False
+        self._tr_port.cancel(self._tr_token)
+        return True
+
+
+class Completion:
+    """Waits for one final record and resolves a future with it.
+
+    ``on_ok(value, payload)`` turns a TR_OK record into the result (the
+    payload is only valid during the call); ``on_error(status, value)`` may
+    return a custom exception for a failure status.
+    """
+
+    __slots__ = ("fut", "on_error", "on_ok")
+
+    def __init__(
+        self,
+        fut: asyncio.Future[Any],
+        on_ok: Callable[[int, Any], Any],
+        on_error: Callable[[int, int], BaseException | None] | None = None,
+    ) -> None:
+        self.fut = fut
+        self.on_ok = on_ok
+        self.on_error = on_error
+
+    def deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+        fut = self.fut
+        if fut.done():  # cancelled while the record was on its way
+            return
+        if status == lib.TR_OK:
+            fut.set_result(self.on_ok(value, payload))
+        elif status == lib.TR_CANCELLED:
+            fut.cancel()
+        else:
+            exc = self.on_error(status, value) if self.on_error else None
+            fut.set_exception(exc if exc is not None else status_error(status))
+
+    def abandon(self) -> None:
+        """The port closed under it: the future can never finish normally."""
+        if not self.fut.done():
+            self.fut.cancel()
+
+
+class Port:
+    """The completion queue of one runtime on one asyncio loop.
+
+    Only the loop's thread submits through a port and drains it, so
+    ``pending`` (token -> handler) needs no lock.  Closing the port (when its
+    loop is found closed) cancels its native operations and drops their late
+    records quietly.
+    """
+
+    __slots__ = ("__weakref__", "_ptr", "_recs", "closed", "id", "loop", "pending", "runtime")
+
+    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop, port_id: int) -> None:
+        out = ffi.new("tr_port_t **")
+        rc = lib.tr_port_new(runtime._ptr, port_id, out)
+        if rc != lib.TR_OK:
+            raise status_error(rc)
+        self._ptr = ffi.gc(out[0], lib.tr_port_release)
+        self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
+        self.runtime = runtime
+        self.loop = loop
+        self.id = port_id
+        self.pending: dict[int, Any] = {}
+        self.closed = False
+
+    # -- loop thread ---------------------------------------------------------
+    def new_future(self, token: int) -> NativeFuture:
+        """A future on this port's loop whose cancel() cancels ``token``."""
+        fut = NativeFuture(loop=self.loop)
+        fut._tr_port = self
+        fut._tr_token = token
+        return fut
+
+    def cancel(self, token: int) -> None:
+        """Forget ``token`` here and cancel its native operation."""
+        if self.pending.pop(token, None) is not None:
+            lib.tr_cancel(self.runtime._ptr, token)  # TR_ESHUTDOWN: already cancelled
+
+    def drain(self) -> None:
+        """Deliver every queued record (runs on the loop via the dispatcher).
+
+        A handler's exception is reported to the loop's exception handler;
+        a ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from a
+        tick's print) is re-raised only after the whole queue is delivered,
+        so no record is ever lost or leaked.
+        """
+        recs, ptr, pending = self._recs, self._ptr, self.pending
+        interrupt: BaseException | None = None
+        while True:
+            n = lib.tr_port_drain(ptr, recs, DRAIN_BATCH)
+            for i in range(n):
+                rec = recs[i]
+                final = rec.final
+                token = rec.token
+                payload = rec.payload
+                handler = pending.pop(token, None) if final else pending.get(token)
+                try:
+                    if handler is not None:
+                        handler.deliver(rec.status, rec.value, payload, final)
+                except Exception as exc:
+                    self.loop.call_exception_handler(
+                        {"message": "tokio_runtime: error while delivering a result",
+                         "exception": exc}
+                    )
+                except BaseException as exc:
+                    interrupt = interrupt or exc
+                finally:
+                    if payload != ffi.NULL:
+                        lib.tr_payload_free(payload)
+            if n < DRAIN_BATCH:
+                break
+        if interrupt is not None:
+            raise interrupt
+
+    # -- any thread ------------------------------------------------------------
+    def schedule_drain(self) -> None:
+        """Ask the loop to drain (dispatcher thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: nobody will ever drain
+            self.close()
+
+    def close(self) -> None:
+        """Drop everything bound to this port; cancel its native operations."""
+        if self.closed:
+            return
+        self.closed = True
+        self.runtime._forget_port(self)
+        lib.tr_port_close(self._ptr)
+        pending, self.pending = self.pending, {}
+        if not self.loop.is_closed():
+            for handler in pending.values():
+                self.loop.call_soon_threadsafe(handler.abandon)
+        if pending:
+            log.debug("port %d closed with %d operations pending", self.id, len(pending))
+
+
+def dispatch_main(runtime: Runtime) -> None:
+    """Body of a runtime's dispatcher thread; returns after shutdown."""
+    lib.tr_name_current_thread(runtime.thread_name.encode(), b"py")
+    ids = ffi.new("uint64_t[]", 64)
+    stats = ffi.new("tr_stats_t *")
+    ptr = runtime._ptr
+    last_sweep = time.monotonic()
+    while True:
+        lib.tr_runtime_stats(ptr, stats)
+        timeout = SWEEP_INTERVAL if stats.pending else -1.0
+        n = lib.tr_runtime_wait_ready(ptr, ids, 64, timeout)
+        if n < 0:
+            return
+        try:
+            ports = runtime._ports_by_id
+            for i in range(n):
+                port = ports.get(ids[i])
+                if port is not None:
+                    port.schedule_drain()
+            now = time.monotonic()
+            if now - last_sweep >= SWEEP_INTERVAL:
+                last_sweep = now
+                runtime._sweep_closed_loops()
+        except Exception:  # never let delivery die silently
+            log.exception("tokio_runtime dispatcher error")
+
+
+def start_dispatcher(runtime: Runtime) -> threading.Thread:
+    """Start the dispatcher thread (a daemon: the atexit hook joins it)."""
+    t = threading.Thread(
+        target=dispatch_main, args=(runtime,), name=f"{runtime.thread_name}-py", daemon=True
+    )
+    t.start()
+    return t
