@@ -38,6 +38,7 @@ def make_ffi() -> FFI:
 
 
 def main(argv: list[str]) -> int:
+    """Write the module source to ``argv[1]``; return the exit status."""
     if len(argv) != 2:
         print("usage: build_ffi.py OUTPUT.c", file=sys.stderr)
         return 2

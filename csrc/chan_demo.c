@@ -28,6 +28,13 @@ typedef struct chan_op {
 
 static void fail(chan_op *c, int status) { tr__op_finish(&c->base, status, 0, NULL); }
 
+/* The producer's sleep after a send.  A one-shot timer that has fired keeps
+ * its (elapsed) remaining time, so it must be set again before each start. */
+static void start_pause(chan_op *c) {
+    ev_timer_set(&c->pause, c->interval, 0.);
+    ev_timer_start(c->base.rt->loop, &c->pause);
+}
+
 static void consumer_step(chan_op *c) {
     for (;;) {
         int rc = tr__chan_recv(c->ch, &c->rx);
@@ -68,7 +75,7 @@ static void producer_step(chan_op *c) {
     }
     /* TR_ECLOSED cannot happen: only this producer closes the channel. */
     c->next++;
-    ev_timer_start(c->base.rt->loop, &c->pause);
+    start_pause(c);
 }
 
 static void pause_done(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -93,12 +100,13 @@ static void rx_wake(tr__chan_waiter_t *w) {
 }
 
 static void tx_resumed(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)loop;
     (void)revents;
     chan_op *c = w->data;
     c->tx_woken = false;
     /* Only the producer closes, so a woken send always went through. */
     c->next++;
-    ev_timer_start(loop, &c->pause);
+    start_pause(c);
 }
 
 static void rx_resumed(struct ev_loop *loop, ev_prepare *w, int revents) {

@@ -166,8 +166,10 @@ class Port:
                         handler.deliver(rec.status, rec.value, payload, final)
                 except Exception as exc:
                     self.loop.call_exception_handler(
-                        {"message": "tokio_runtime: error while delivering a result",
-                         "exception": exc}
+                        {
+                            "message": "tokio_runtime: error while delivering a result",
+                            "exception": exc,
+                        }
                     )
                 except BaseException as exc:
                     interrupt = interrupt or exc

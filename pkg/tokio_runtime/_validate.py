@@ -20,8 +20,9 @@ def u64(name: str, value: Any) -> int:
     try:
         v = operator.index(value)
     except TypeError:
+        kind = type(value).__name__
         raise TypeError(
-            f"argument '{name}': '{type(value).__name__}' object cannot be interpreted as an integer"
+            f"argument '{name}': '{kind}' object cannot be interpreted as an integer"
         ) from None
     if v < 0:
         raise OverflowError(f"argument '{name}': can't convert negative int to unsigned")

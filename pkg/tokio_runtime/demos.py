@@ -133,13 +133,12 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
     def timed_out(status: int, value: int) -> BaseException | None:
         if status != lib.TR_TIMEDOUT:
             return None
-        return TimeoutError(
-            f"Operation timed out after {to_ms}ms (operation would take {op_ms}ms)"
-        )
+        return TimeoutError(f"Operation timed out after {to_ms}ms (operation would take {op_ms}ms)")
 
     return _submit(
-        lambda rt, port, token: lib.tr_timeout_sleep(rt, port, token, op_ms / 1000.0,
-                                                     to_ms / 1000.0),
+        lambda rt, port, token: lib.tr_timeout_sleep(
+            rt, port, token, op_ms / 1000.0, to_ms / 1000.0
+        ),
         lambda value, payload: "Operation completed",
         timed_out,
     )
@@ -160,7 +159,8 @@ def channel_demo(message_count: int) -> asyncio.Future[list[str]]:
     """
     n = u64("message_count", message_count)
     return _submit(
-        lambda rt, port, token: lib.tr_channel_demo(rt, port, token, n, CHANNEL_CAPACITY,
-                                                    STEP_SECONDS),
+        lambda rt, port, token: lib.tr_channel_demo(
+            rt, port, token, n, CHANNEL_CAPACITY, STEP_SECONDS
+        ),
         _strings,
     )

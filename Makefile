@@ -1,0 +1,102 @@
+# tokio_runtime - every target does its own set-up on a fresh Debian/Ubuntu
+# machine: libev-dev (apt-get, or the command to run without root), a .venv,
+# the package and its test dependencies.
+#
+#   make demo       run the original example's demo sequence
+#   make test       the whole suite: C core (plain, ThreadSanitizer,
+#                   AddressSanitizer+UBSan, valgrind), ruff, pytest
+#   make ctest      C core tests only (plain build)
+#   make sanitize   C core tests under TSan and ASan+UBSan
+#   make valgrind   C core tests under valgrind memcheck
+#   make lint       ruff
+#   make clean
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+CC     ?= cc
+
+CORE_SRC  := $(wildcard csrc/*.c)
+CORE_HDR  := $(wildcard csrc/*.h csrc/include/*.h)
+CTEST_SRC := $(wildcard tests/c/*.c)
+CTEST_HDR := $(wildcard tests/c/*.h)
+CFLAGS_T  := -std=c11 -Wall -Wextra -Werror -g -D_GNU_SOURCE -Icsrc/include -Icsrc
+LIBS_T    := -lev -lpthread -lm
+BUILD_C   := tests/c/build
+PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
+             build_ffi.py CMakeLists.txt pyproject.toml README.md
+
+.PHONY: demo test ctest sanitize valgrind pytest lint deps clean
+
+demo: $(VENV)/.installed
+	$(VPY) -m tokio_runtime
+
+test: ctest sanitize valgrind lint pytest
+
+# ---- system dependency: libev ---------------------------------------------
+deps: .deps-ok
+.deps-ok:
+	@if printf '#include <ev.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lev -o /dev/null 2>/dev/null; then \
+	  echo "libev: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "libev: installing libev-dev with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libev-dev >/dev/null; \
+	else \
+	  echo "libev is missing. Install it, then run make again:"; \
+	  echo "    sudo apt-get install -y libev-dev      # Debian/Ubuntu"; \
+	  echo "    sudo dnf install -y libev-devel        # Fedora/RHEL"; \
+	  echo "    brew install libev                     # macOS"; \
+	  exit 1; \
+	fi
+	@touch $@
+
+# ---- Python environment ------------------------------------------------------
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else echo "Python's venv module is missing: sudo apt-get install -y python3-venv"; exit 1; fi; }
+	$(VPY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: .deps-ok $(VENV)/bin/python $(PKG_SRC)
+	$(VPY) -m pip install -q '.[test]'
+	@touch $@
+
+# ---- C core tests -----------------------------------------------------------
+$(BUILD_C)/plain: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
+	@mkdir -p $(BUILD_C)
+	$(CC) $(CFLAGS_T) -O2 $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
+
+$(BUILD_C)/tsan: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
+	@mkdir -p $(BUILD_C)
+	$(CC) $(CFLAGS_T) -O1 -fsanitize=thread $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
+
+$(BUILD_C)/asan: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
+	@mkdir -p $(BUILD_C)
+	$(CC) $(CFLAGS_T) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=all $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
+
+ctest: $(BUILD_C)/plain
+	$(BUILD_C)/plain
+
+sanitize: $(BUILD_C)/tsan $(BUILD_C)/asan
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(BUILD_C)/tsan
+	ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" $(BUILD_C)/asan
+
+valgrind: $(BUILD_C)/plain
+	@if command -v valgrind >/dev/null; then \
+	  TR_TEST_SCALE=valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite $(BUILD_C)/plain; \
+	else echo "valgrind not installed: skipping the memcheck run (apt-get install valgrind)"; fi
+
+# ---- Python -------------------------------------------------------------------
+lint: $(VENV)/.installed
+	$(VPY) -m ruff check pkg tests build_ffi.py
+	$(VPY) -m ruff format --check pkg tests build_ffi.py
+
+pytest: $(VENV)/.installed
+	$(VPY) -m pytest
+
+clean:
+	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed .pytest_cache .ruff_cache
