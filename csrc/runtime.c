@@ -186,12 +186,9 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     }
     append_locked(rt, &op->msg, &was_empty);
     atomic_fetch_add(&rt->submitted, 1);
-    bool first_pending = atomic_fetch_add(&rt->pending, 1) == 0;
+    atomic_fetch_add(&rt->pending, 1);
     if (was_empty) ev_async_send(rt->loop, &rt->wake);
     pthread_mutex_unlock(&rt->mu);
-    /* The dispatcher sweeps for closed consumers only while something is
-     * pending; tell it when that starts. */
-    if (first_pending) tr_runtime_wake_dispatcher(rt);
     return TR_OK;
 }
 

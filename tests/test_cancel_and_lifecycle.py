@@ -196,7 +196,7 @@ def test_runtime_threads_are_named():
         with open(f"/proc/self/task/{tid}/comm") as f:
             names.add(f.read().strip())
     rt = get_runtime()
-    expected = {f"{rt.thread_name}-{n}"[:15] for n in range(rt.worker_threads + 1)}
+    expected = {f"{rt.thread_name}-{n}"[:15] for n in range(rt.worker_threads + 2)}
     assert expected <= names
 
 
@@ -277,7 +277,7 @@ ATEXIT_SCRIPT = textwrap.dedent(
         for tid in os.listdir("/proc/self/task"):
             with open(f"/proc/self/task/{tid}/comm") as f:
                 names.append(f.read().strip())
-        print("runtime threads at exit:", sum(n.startswith("tokio-runtim") for n in names))
+        print("runtime threads at exit:", sum(n.startswith("tokio-runtime") for n in names))
 
     atexit.register(count_runtime_threads)
     import tokio_runtime as tr
@@ -287,7 +287,7 @@ ATEXIT_SCRIPT = textwrap.dedent(
         tr.shared_counter_demo(100_000)
         await asyncio.sleep(0.01)
         print("runtime threads while running:", sum(
-            open(f"/proc/self/task/{t}/comm").read().startswith("tokio-runtim")
+            open(f"/proc/self/task/{t}/comm").read().startswith("tokio-runtime")
             for t in os.listdir("/proc/self/task")))
 
     asyncio.run(main())

@@ -28,8 +28,8 @@ log = logging.getLogger("tokio_runtime")
 
 #: Records copied out of C per ``tr_port_drain`` call.
 DRAIN_BATCH = 256
-#: How often the dispatcher looks for ports whose loop has closed, while
-#: operations are pending.
+#: How often the dispatcher looks for ports whose loop has closed, while any
+#: port exists (it sleeps without a timeout when there is none).
 SWEEP_INTERVAL = 0.25
 
 _STATUS_ERRORS: dict[int, Callable[[], BaseException]] = {
@@ -206,14 +206,18 @@ class Port:
 
 def dispatch_main(runtime: Runtime) -> None:
     """Body of a runtime's dispatcher thread; returns after shutdown."""
-    lib.tr_name_current_thread(runtime.thread_name.encode(), b"py")
+    # Named like the native threads: loop -0, workers -1..-N, dispatcher -(N+1).
+    lib.tr_name_current_thread(
+        runtime.thread_name.encode(), str(runtime.worker_threads + 1).encode()
+    )
     ids = ffi.new("uint64_t[]", 64)
-    stats = ffi.new("tr_stats_t *")
     ptr = runtime._ptr
     last_sweep = time.monotonic()
     while True:
-        lib.tr_runtime_stats(ptr, stats)
-        timeout = SWEEP_INTERVAL if stats.pending else -1.0
+        # Only ports can have a loop that closes under them.  Nothing here
+        # may wake per operation: this thread competes for the GIL with the
+        # loops it serves.
+        timeout = SWEEP_INTERVAL if runtime._ports_by_id else -1.0
         n = lib.tr_runtime_wait_ready(ptr, ids, 64, timeout)
         if n < 0:
             return
@@ -234,7 +238,10 @@ def dispatch_main(runtime: Runtime) -> None:
 def start_dispatcher(runtime: Runtime) -> threading.Thread:
     """Start the dispatcher thread (a daemon: the atexit hook joins it)."""
     t = threading.Thread(
-        target=dispatch_main, args=(runtime,), name=f"{runtime.thread_name}-py", daemon=True
+        target=dispatch_main,
+        args=(runtime,),
+        name=f"{runtime.thread_name}-{runtime.worker_threads + 1}",
+        daemon=True,
     )
     t.start()
     return t

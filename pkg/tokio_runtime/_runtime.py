@@ -30,8 +30,8 @@ class Runtime:
     """A native runtime: one libev loop thread and ``worker_threads`` workers.
 
     Threads are named ``{thread_name}-0`` (the libev loop), ``{thread_name}-1``
-    .. ``-{worker_threads}`` (workers) and ``{thread_name}-py`` (the
-    dispatcher), cut to the 15 bytes Linux keeps.
+    .. ``-{worker_threads}`` (workers) and ``-{worker_threads + 1}`` (the
+    dispatcher, a Python thread), the name cut to the 15 bytes Linux keeps.
     """
 
     def __init__(self, worker_threads: int = 4, thread_name: str = "tokio-runtime") -> None:
@@ -68,12 +68,16 @@ class Runtime:
         if port is not None and not port.closed:
             return port
         self._check_usable()
+        first = False
         with self._lock:
             port = self._ports.get(loop)
             if port is None or port.closed:
                 port = _bridge.Port(self, loop, next(self._port_ids))
                 self._ports[loop] = port
+                first = not self._ports_by_id
                 self._ports_by_id[port.id] = port
+        if first:  # the dispatcher may sleep without a timeout: start its sweeps
+            lib.tr_runtime_wake_dispatcher(self._ptr)
         return port
 
     def check(self, rc: int) -> None:

@@ -1,0 +1,189 @@
+/*
+ * task.h - what every C test file shares: the test list, assertion macros and
+ * a few helpers (util.c).
+ *
+ * The runner runs each test in a forked child, so a failed assertion simply
+ * aborts: the child dies, the runner reports "not ok" and goes on with the
+ * next test, and nothing a broken test left running can disturb the others.
+ */
+#ifndef TR_TEST_TASK_H
+#define TR_TEST_TASK_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tokio_runtime.h"
+
+/* ---- the one list of tests, in the order they run ------------------------ */
+#define TT_TEST_LIST(X)              \
+    X(runtime_bad_config)            \
+    X(runtime_new_release)           \
+    X(runtime_thread_names)          \
+    X(runtime_name_current_thread)   \
+    X(runtime_shutdown_idempotent)   \
+    X(runtime_submit_after_shutdown) \
+    X(runtime_wait_ready_timeout)    \
+    X(runtime_wake_dispatcher)       \
+    X(runtime_release_before_ports)  \
+    X(sleep_basic)                   \
+    X(sleep_zero)                    \
+    X(sleep_invalid)                 \
+    X(sleep_cancel_before_fire)      \
+    X(sleep_cancel_after_fire)       \
+    X(sleep_cancel_race)             \
+    X(sleep_duplicate_token)         \
+    X(ticker_progress)               \
+    X(ticker_zero_interval)          \
+    X(ticker_count_zero)             \
+    X(ticker_cancel)                 \
+    X(sleep_all_empty)               \
+    X(sleep_all_many)                \
+    X(sleep_all_invalid)             \
+    X(sleep_all_cancel)              \
+    X(timeout_tie_rule)              \
+    X(timeout_ties_many)             \
+    X(timeout_invalid_and_cancel)    \
+    X(counter_zero)                  \
+    X(counter_small)                 \
+    X(counter_large)                 \
+    X(counter_invalid)               \
+    X(counter_cancel_after_submit)   \
+    X(counter_cancel_mid_flight)     \
+    X(counter_cancel_storm)          \
+    X(channel_demo_zero)             \
+    X(channel_demo_five)             \
+    X(channel_demo_above_capacity)   \
+    X(channel_demo_invalid)          \
+    X(channel_demo_cancel)           \
+    X(channel_demo_port_close)       \
+    X(chan_new_invalid)              \
+    X(chan_fifo_try)                 \
+    X(chan_close_semantics)          \
+    X(chan_waiter_handover)          \
+    X(chan_cancel_waiter)            \
+    X(chan_free_items)               \
+    X(chan_stress_mpmc)              \
+    X(port_new_invalid)              \
+    X(port_close_drops_records)      \
+    X(port_close_cancels_ops)        \
+    X(port_close_then_submit)        \
+    X(port_close_ticker_race)        \
+    X(port_release_with_records)     \
+    X(port_release_ops_in_flight)    \
+    X(port_many)                     \
+    X(port_drain_cap1)               \
+    X(shutdown_ops_in_flight)        \
+    X(shutdown_dispatcher_sees_end)  \
+    X(shutdown_release_with_records) \
+    X(optable_basic)                 \
+    X(optable_wraparound)            \
+    X(optable_random_model)
+
+#define TEST_IMPL(name) void tt_test_##name(void)
+#define TT_DECLARE_(name) TEST_IMPL(name);
+TT_TEST_LIST(TT_DECLARE_)
+#undef TT_DECLARE_
+
+/* ---- assertions ----------------------------------------------------------- */
+_Noreturn void tt_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define ASSERT(expr)                                                       \
+    do {                                                                   \
+        if (!(expr)) tt_fail(__FILE__, __LINE__, "assertion %s", #expr);   \
+    } while (0)
+
+/* Integers of any width and signedness: compared and printed as intmax_t. */
+#define ASSERT_CMP(a, op, b)                                                        \
+    do {                                                                            \
+        intmax_t a_ = (intmax_t)(a), b_ = (intmax_t)(b);                            \
+        if (!(a_ op b_))                                                            \
+            tt_fail(__FILE__, __LINE__, "%s %s %s (%jd vs %jd)", #a, #op, #b, a_, b_); \
+    } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_CMP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_CMP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_CMP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT_CMP(a, <=, b)
+#define ASSERT_GT(a, b) ASSERT_CMP(a, >, b)
+#define ASSERT_GE(a, b) ASSERT_CMP(a, >=, b)
+
+/* Durations and other doubles. */
+#define ASSERT_DBL_CMP(a, op, b)                                                  \
+    do {                                                                          \
+        double a_ = (a), b_ = (b);                                                \
+        if (!(a_ op b_))                                                          \
+            tt_fail(__FILE__, __LINE__, "%s %s %s (%g vs %g)", #a, #op, #b, a_, b_); \
+    } while (0)
+
+#define ASSERT_STR_EQ(a, b)                                                             \
+    do {                                                                                \
+        const char *a_ = (a), *b_ = (b);                                                \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                            \
+            tt_fail(__FILE__, __LINE__, "%s == %s (\"%s\" vs \"%s\")", #a, #b,          \
+                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                            \
+    } while (0)
+
+#define ASSERT_NULL(p) ASSERT((p) == NULL)
+#define ASSERT_NOT_NULL(p) ASSERT((p) != NULL)
+
+/* ---- helpers (util.c) ------------------------------------------------------ */
+
+/* CLOCK_MONOTONIC, in seconds. */
+double tt_now(void);
+void tt_sleep(double seconds);
+
+/* Stress sizes are multiplied by the scale: TR_TEST_SCALE if set, else 0.1
+ * under valgrind (which runs threads one at a time), else 1.  Never below 1. */
+double tt_scale(void);
+size_t tt_scaled(size_t n);
+
+/* A runtime whose threads are named "tt-{n}"; fails the test on error. */
+tr_runtime_t *tt_runtime(int workers);
+tr_port_t *tt_port(tr_runtime_t *rt, uint64_t id);
+
+/* Called for every record taken off a port, progress and final alike.  The
+ * payload is freed afterwards unless the visitor clears c->payload (it then
+ * owns it). */
+typedef void (*tt_visit_fn)(tr_completion_t *c, void *ctx);
+
+/* Take records off port (one at a time, oldest first) until `want` final
+ * records were seen or `timeout` seconds pass; waits the way a dispatcher
+ * does, with tr_runtime_wait_ready.  Returns the number of final records
+ * seen, which is never more than want: later records stay queued. */
+size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double timeout,
+                      tt_visit_fn visit, void *ctx);
+
+/* The next final record on port (progress records are skipped); fails the
+ * test if none comes within timeout.  The caller owns out->payload. */
+void tt_wait_one(tr_runtime_t *rt, tr_port_t *port, tr_completion_t *out, double timeout);
+
+/* No record arrives on port for `seconds`: fails the test otherwise. */
+void tt_expect_quiet(tr_runtime_t *rt, tr_port_t *port, double seconds);
+
+/* Poll the stats until pending == 0; false if timeout passes first. */
+bool tt_wait_idle(tr_runtime_t *rt, double timeout);
+
+tr_stats_t tt_stats(tr_runtime_t *rt);
+
+/* Which final records arrived, for tokens 1..n (a tt_visit_fn via ctx). */
+typedef struct tt_ledger {
+    size_t n;
+    uint32_t *finals;   /* per token: final records seen (must end at 1) */
+    int32_t *status;    /* per token: status of the last final record */
+    int64_t *value;     /* per token: its value */
+    size_t total_finals, progress, stray; /* stray: token outside 1..n */
+} tt_ledger_t;
+
+void tt_ledger_init(tt_ledger_t *l, size_t n);
+void tt_ledger_free(tt_ledger_t *l);
+void tt_ledger_visit(tr_completion_t *c, void *ctx);
+
+/* Number of threads of this process whose name (/proc/self/task/N/comm)
+ * is exactly `name`. */
+int tt_count_threads_named(const char *name);
+
+#endif /* TR_TEST_TASK_H */
