@@ -204,12 +204,13 @@ class Port:
             log.debug("port %d closed with %d operations pending", self.id, len(pending))
 
 
-def dispatch_main(runtime: Runtime) -> None:
+def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
     """Body of a runtime's dispatcher thread; returns after shutdown."""
     # Named like the native threads: loop -0, workers -1..-N, dispatcher -(N+1).
     lib.tr_name_current_thread(
         runtime.thread_name.encode(), str(runtime.worker_threads + 1).encode()
     )
+    started.set()
     ids = ffi.new("uint64_t[]", 64)
     ptr = runtime._ptr
     last_sweep = time.monotonic()
@@ -236,12 +237,17 @@ def dispatch_main(runtime: Runtime) -> None:
 
 
 def start_dispatcher(runtime: Runtime) -> threading.Thread:
-    """Start the dispatcher thread (a daemon: the atexit hook joins it)."""
+    """Start the dispatcher thread (a daemon: the atexit hook joins it).
+
+    Returns once the thread runs and carries its name.
+    """
+    started = threading.Event()
     t = threading.Thread(
         target=dispatch_main,
-        args=(runtime,),
+        args=(runtime, started),
         name=f"{runtime.thread_name}-{runtime.worker_threads + 1}",
         daemon=True,
     )
     t.start()
+    started.wait()
     return t
