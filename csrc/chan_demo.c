@@ -150,7 +150,10 @@ static void chan_cancel(tr__op_t *op) {
 
 static void chan_cleanup(tr__op_t *op) {
     chan_op *c = (chan_op *)op;
-    if (c->ch) chan_stop(c);
+    /* A discarded op (its submission failed) never reached the loop, and we
+     * may be on any thread: there is nothing to stop, and the loop is not
+     * ours to touch. */
+    if (c->ch && op->state != TR__OP_QUEUED) chan_stop(c);
     tr__chan_free(c->ch); /* frees messages still queued */
     c->ch = NULL;
     tr_payload_free(c->out);

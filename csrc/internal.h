@@ -63,7 +63,10 @@ typedef struct tr__op_vtable {
      * to exactly one tr__op_finish(op, TR_CANCELLED, ...). */
     void (*cancel)(tr__op_t *op);
     /* Free what the op owns besides its own struct.  Called by tr__op_finish on
-     * the loop thread; every watcher is stopped by then.  May be NULL. */
+     * the loop thread; every watcher is stopped by then.  Also called by
+     * tr__op_discard, on any thread, for an op that never reached the loop
+     * (state still TR__OP_QUEUED): it must not touch the loop then.  May be
+     * NULL. */
     void (*cleanup)(tr__op_t *op);
 } tr__op_vtable_t;
 
@@ -196,6 +199,8 @@ struct tr_port {
 };
 
 void tr__port_ref(tr_port_t *port);
+/* Whether tr_port_close() was called.  Any thread. */
+bool tr__port_closed(tr_port_t *port);
 /* Queue a record, or drop it if the port is closed.  Any thread. */
 void tr__port_push(tr_port_t *port, tr__record_t *r);
 /* Update a still-queued progress record, or queue it.  Any thread. */

@@ -13,6 +13,13 @@
 
 void tr__port_ref(tr_port_t *port) { atomic_fetch_add(&port->refs, 1); }
 
+bool tr__port_closed(tr_port_t *port) {
+    pthread_mutex_lock(&port->mu);
+    bool closed = port->closed;
+    pthread_mutex_unlock(&port->mu);
+    return closed;
+}
+
 static void close_msg_run(tr_runtime_t *rt, tr__msg_t *msg) {
     tr_port_t *port = TR__CONTAINER_OF(msg, tr_port_t, close_msg);
     tr__cancel_ops(rt, port);
@@ -114,10 +121,23 @@ void tr_port_close(tr_port_t *port) {
         return;
     }
     port->closed = true;
-    tr__record_t *chain = port->head;
+    /* Records that live on (an op's progress record) still belong to their
+     * op, which may queue one again, and so rewrite its links, as soon as the
+     * lock is dropped: unlink them here and never touch them afterwards.
+     * They carry no payload.  Only records the queue owns are dropped below,
+     * outside the lock. */
+    tr__record_t *chain = NULL, **tail = &chain;
+    for (tr__record_t *r = port->head, *next; r; r = next) {
+        next = r->next;
+        r->queued = false;
+        if (r->release) {
+            *tail = r;
+            tail = &r->next;
+        }
+    }
+    *tail = NULL;
     port->head = port->tail = NULL;
     port->notified = false;
-    for (tr__record_t *r = chain; r; r = r->next) r->queued = false;
     pthread_mutex_unlock(&port->mu);
     drop_chain(chain);
     /* Ops still bound to the port are cancelled on the loop thread; their

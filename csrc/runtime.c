@@ -156,7 +156,10 @@ static void op_start_msg(tr_runtime_t *rt, tr__msg_t *msg) {
         return;
     }
     op->state = TR__OP_RUNNING;
-    if (rt->halting) {
+    /* Nobody is left to run it for: the runtime is shutting down, or the
+     * port is closed (its close message cancels only the ops started before
+     * it ran; one starting later would run to its end for nobody). */
+    if (rt->halting || tr__port_closed(op->port)) {
         op->state = TR__OP_CANCELLING;
         op->vt->cancel(op);
         return;
