@@ -18,6 +18,7 @@
  */
 #include "task.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,10 @@ static bool run_forked(const test_entry *t, unsigned timeout, char *why, size_t 
     }
     int status;
     while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            snprintf(why, whylen, "waitpid failed");
+            return false;
+        }
     }
     if (WIFEXITED(status)) {
         if (WEXITSTATUS(status) == 0) return true;

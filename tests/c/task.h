@@ -136,8 +136,9 @@ _Noreturn void tt_fail(const char *file, int line, const char *fmt, ...)
 double tt_now(void);
 void tt_sleep(double seconds);
 
-/* Stress sizes are multiplied by the scale: TR_TEST_SCALE if set, else 0.1
- * under valgrind (which runs threads one at a time), else 1.  Never below 1. */
+/* Stress sizes are multiplied by the scale, TR_TEST_SCALE: a number (default
+ * 1; less for a slow machine, more for a soak run), or "valgrind" for 0.1.
+ * tt_scaled() never returns 0. */
 double tt_scale(void);
 size_t tt_scaled(size_t n);
 
@@ -159,12 +160,18 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
 
 /* The next final record on port (progress records are skipped); fails the
  * test if none comes within timeout.  The caller owns out->payload. */
-void tt_wait_one(tr_runtime_t *rt, tr_port_t *port, tr_completion_t *out, double timeout);
+#define tt_wait_one(rt, port, out, timeout) tt_wait_one_at(__FILE__, __LINE__, rt, port, out, timeout)
+void tt_wait_one_at(const char *file, int line, tr_runtime_t *rt, tr_port_t *port,
+                    tr_completion_t *out, double timeout);
 
 /* No record arrives on port for `seconds`: fails the test otherwise. */
-void tt_expect_quiet(tr_runtime_t *rt, tr_port_t *port, double seconds);
+#define tt_expect_quiet(rt, port, seconds) tt_expect_quiet_at(__FILE__, __LINE__, rt, port, seconds)
+void tt_expect_quiet_at(const char *file, int line, tr_runtime_t *rt, tr_port_t *port,
+                        double seconds);
 
-/* Poll the stats until pending == 0; false if timeout passes first. */
+/* Wait until no op is pending and the ops that were have queued (or
+ * dropped) their records and let go of their ports; false if timeout passes
+ * first. */
 bool tt_wait_idle(tr_runtime_t *rt, double timeout);
 
 tr_stats_t tt_stats(tr_runtime_t *rt);

@@ -1,0 +1,442 @@
+/*
+ * test-timer.c - sleep, ticker, sleep_all and timeout ops.
+ *
+ * Timing checks are one-sided where the machine can only make things late:
+ * "took at least the delay" is firm (less a little for clock granularity),
+ * "took at most" only guards against a hang.
+ */
+#include "task.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+TEST_IMPL(sleep_basic) {
+    tr_runtime_t *rt = tt_runtime(2);
+    tr_port_t *port = tt_port(rt, 1);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_sleep(rt, port, 7, 0.05), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    double took = tt_now() - t0;
+    ASSERT_EQ(c.token, 7);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(c.final, 1);
+    ASSERT_EQ(c.value, 0);
+    ASSERT_NULL(c.payload);
+    ASSERT_DBL_CMP(took, >=, 0.045);
+    ASSERT_DBL_CMP(took, <, 2.0);
+
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.submitted, 1);
+    ASSERT_EQ(s.completed, 1);
+    ASSERT_EQ(s.cancelled, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.live_ops, 0); /* freed when its record was drained */
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_zero) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    /* A finished op's token may be used again. */
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.0), TR_OK);
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(c.status, TR_OK);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_invalid) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_runtime_t *other = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_port_t *foreign = tt_port(other, 1);
+    const double bad[] = {NAN, -1.0, -1e-9, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(tr_sleep(rt, port, 1, bad[i]), TR_EINVAL);
+    ASSERT_EQ(tr_sleep(rt, port, 0, 0.0), TR_EINVAL);       /* token 0 */
+    ASSERT_EQ(tr_sleep(rt, NULL, 1, 0.0), TR_EINVAL);       /* no port */
+    ASSERT_EQ(tr_sleep(rt, foreign, 1, 0.0), TR_EINVAL);    /* another runtime's port */
+    ASSERT_EQ(tr_ticker(rt, port, 1, 3, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 1, 3, -0.5), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 0, 3, 0.1), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 1, UINT64_MAX, 0.1), TR_EINVAL); /* count beyond int64 */
+
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.submitted, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.live_ops, 0);
+    tt_expect_quiet(rt, port, 0.05);
+    /* The runtime is still fine after all that. */
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.status, TR_OK);
+    tr_port_release(foreign);
+    tr_port_release(port);
+    tr_runtime_release(other);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_cancel_before_fire) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_sleep(rt, port, 1, 30.0), TR_OK);
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+    ASSERT_EQ(c.final, 1);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 2.0);
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK); /* again: nothing left to cancel */
+    tt_expect_quiet(rt, port, 0.05);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.cancelled, 1);
+    ASSERT_EQ(s.completed, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_cancel_after_fire) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.status, TR_OK);
+    /* Finished already, or never existed: both do nothing. */
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    ASSERT_EQ(tr_cancel(rt, 999), TR_OK);
+    ASSERT_EQ(tr_cancel(rt, 0), TR_OK);
+    tt_expect_quiet(rt, port, 0.05);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.completed, 1);
+    ASSERT_EQ(s.cancelled, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+/* Sleeps of 0 and ~0 submitted by one thread while another cancels them as
+ * soon as they are accepted: each must end exactly once, either way. */
+typedef struct race_ctx {
+    tr_runtime_t *rt;
+    size_t n;
+    atomic_size_t accepted;
+} race_ctx;
+
+static void *cancel_as_accepted(void *arg) {
+    race_ctx *rc = arg;
+    for (size_t next = 1; next <= rc->n;) {
+        if (next > atomic_load(&rc->accepted)) {
+            sched_yield(); /* stay close behind the submitter */
+            continue;
+        }
+        ASSERT_EQ(tr_cancel(rc->rt, next), TR_OK);
+        next++;
+    }
+    return NULL;
+}
+
+TEST_IMPL(sleep_cancel_race) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    race_ctx rc = {rt, tt_scaled(3000), 0};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, cancel_as_accepted, &rc), 0);
+    for (size_t i = 1; i <= rc.n; i++) {
+        ASSERT_EQ(tr_sleep(rt, port, i, (double)(i % 3) * 0.0002), TR_OK);
+        atomic_store(&rc.accepted, i);
+    }
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+
+    tt_ledger_t l;
+    tt_ledger_init(&l, rc.n);
+    ASSERT_EQ(tt_wait_finals(rt, port, rc.n, 20.0, tt_ledger_visit, &l), rc.n);
+    size_t ok = 0, cancelled = 0;
+    for (size_t i = 0; i < rc.n; i++) {
+        ASSERT_EQ(l.finals[i], 1);
+        ASSERT(l.status[i] == TR_OK || l.status[i] == TR_CANCELLED);
+        if (l.status[i] == TR_OK) ok++;
+        else cancelled++;
+    }
+    tt_ledger_free(&l);
+    tt_expect_quiet(rt, port, 0.05);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.completed, ok);
+    ASSERT_EQ(s.cancelled, cancelled);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_duplicate_token) {
+    /* A token that is already pending cannot be checked at submission (the
+     * table lives on the loop thread): the second op is accepted, then ends
+     * at once with TR_EINVAL, and the first one is untouched. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_sleep(rt, port, 5, 0.05), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, port, 5, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 5);
+    ASSERT_EQ(c.status, TR_EINVAL);
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 5);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+/* Checks a ticker's records as they come: progress values only grow, the
+ * final one comes last. */
+typedef struct tick_seen {
+    int64_t last_progress;
+    size_t progress;
+    bool final_seen;
+    int32_t final_status;
+    int64_t final_value;
+} tick_seen;
+
+static void tick_visit(tr_completion_t *c, void *ctx) {
+    tick_seen *ts = ctx;
+    ASSERT(!ts->final_seen); /* nothing after the final record */
+    ASSERT_EQ(c->token, 1);
+    if (c->final) {
+        ts->final_seen = true;
+        ts->final_status = c->status;
+        ts->final_value = c->value;
+        ASSERT_GE(c->value, ts->last_progress);
+        return;
+    }
+    ASSERT_EQ(c->status, TR_OK);
+    ASSERT_GT(c->value, ts->last_progress);
+    ts->last_progress = c->value;
+    ts->progress++;
+}
+
+static void run_ticker(uint64_t count, double interval, double min_took) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tick_seen ts = {0};
+    double t0 = tt_now();
+    ASSERT_EQ(tr_ticker(rt, port, 1, count, interval), TR_OK);
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 10.0, tick_visit, &ts), 1);
+    ASSERT_DBL_CMP(tt_now() - t0, >=, min_took);
+    ASSERT_EQ(ts.final_status, TR_OK);
+    ASSERT_EQ(ts.final_value, count);
+    if (count) ASSERT_LT(ts.last_progress, count);
+    ASSERT_LE(ts.progress, count ? count - 1 : 0); /* coalesced: never more than the ticks */
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(ticker_progress) { run_ticker(20, 0.002, 20 * 0.002 * 0.9); }
+
+TEST_IMPL(ticker_zero_interval) { run_ticker(tt_scaled(2000), 0.0, 0.0); }
+
+TEST_IMPL(ticker_count_zero) { run_ticker(0, 0.01, 0.0); }
+
+TEST_IMPL(ticker_cancel) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tick_seen ts = {0};
+    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001), TR_OK);
+    /* Let a few ticks through first. */
+    double deadline = tt_now() + 5.0;
+    while (ts.progress < 3 && tt_now() < deadline)
+        ASSERT_EQ(tt_wait_finals(rt, port, 1, 0.01, tick_visit, &ts), 0);
+    ASSERT_GE(ts.progress, 3);
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 5.0, tick_visit, &ts), 1);
+    ASSERT_EQ(ts.final_status, TR_CANCELLED);
+    ASSERT_GE(ts.final_value, ts.last_progress); /* ticks so far */
+    ASSERT_LT(ts.final_value, 1000000);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_all_empty) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    double d = 1.0;
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, NULL, 0), TR_OK);
+    ASSERT_EQ(tr_sleep_all(rt, port, 2, &d, 0), TR_OK);
+    tt_ledger_t l;
+    tt_ledger_init(&l, 2);
+    ASSERT_EQ(tt_wait_finals(rt, port, 2, 5.0, tt_ledger_visit, &l), 2);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(l.status[i], TR_OK);
+        ASSERT_EQ(l.value[i], 0);
+    }
+    tt_ledger_free(&l);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_all_many) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    enum { N = 1000 };
+    double *delays = malloc(N * sizeof *delays);
+    ASSERT_NOT_NULL(delays);
+    for (int i = 0; i < N; i++) delays[i] = (double)(i % 10) * 0.002; /* up to 18 ms */
+    double one = 0.01;
+    double t0 = tt_now();
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, delays, N), TR_OK);
+    ASSERT_EQ(tr_sleep_all(rt, port, 2, &one, 1), TR_OK);
+    free(delays); /* copied at submission */
+    tt_ledger_t l;
+    tt_ledger_init(&l, 2);
+    ASSERT_EQ(tt_wait_finals(rt, port, 2, 10.0, tt_ledger_visit, &l), 2);
+    ASSERT_DBL_CMP(tt_now() - t0, >=, 0.016); /* joined: waits for the slowest */
+    ASSERT_EQ(l.status[0], TR_OK);
+    ASSERT_EQ(l.value[0], N);
+    ASSERT_EQ(l.status[1], TR_OK);
+    ASSERT_EQ(l.value[1], 1);
+    tt_ledger_free(&l);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_all_invalid) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    const double with_nan[] = {0.1, NAN, 0.1};
+    const double with_neg[] = {0.0, -1.0};
+    const double with_inf[] = {INFINITY};
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, NULL, 3), TR_EINVAL);
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_nan, 3), TR_EINVAL);
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_neg, 2), TR_EINVAL);
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_inf, 1), TR_EINVAL);
+    ASSERT_EQ(tr_sleep_all(rt, port, 0, with_neg, 1), TR_EINVAL); /* token 0 */
+    ASSERT_NE(tr_sleep_all(rt, port, 1, with_neg, SIZE_MAX), TR_OK);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.submitted, 0);
+    ASSERT_EQ(s.live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(sleep_all_cancel) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    double delays[100];
+    for (int i = 0; i < 100; i++) delays[i] = i < 10 ? 0.0 : 30.0;
+    ASSERT_EQ(tr_sleep_all(rt, port, 1, delays, 100), TR_OK);
+    /* A later sleep of 0 cannot fire before the ten children of 0 did. */
+    ASSERT_EQ(tr_sleep(rt, port, 2, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 2);
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+    ASSERT_EQ(c.value, 10); /* children that had fired */
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(timeout_tie_rule) {
+    static const struct {
+        double op, limit;
+        int status;
+        double min_took;
+    } cases[] = {
+        {0.02, 0.5, TR_OK, 0.015},      /* op first */
+        {0.5, 0.02, TR_TIMEDOUT, 0.015}, /* timeout first */
+        {0.03, 0.03, TR_OK, 0.025},     /* a tie: the op wins */
+        {0.0, 0.0, TR_OK, 0.0},
+        {0.01, 0.0, TR_TIMEDOUT, 0.0},
+        {0.0, 0.01, TR_OK, 0.0},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    for (size_t i = 0; i < N; i++) {
+        double t0 = tt_now();
+        ASSERT_EQ(tr_timeout_sleep(rt, port, i + 1, cases[i].op, cases[i].limit), TR_OK);
+        tr_completion_t c;
+        tt_wait_one(rt, port, &c, 5.0);
+        double took = tt_now() - t0;
+        ASSERT_EQ(c.token, i + 1);
+        ASSERT_EQ(c.status, cases[i].status);
+        ASSERT_DBL_CMP(took, >=, cases[i].min_took);
+        ASSERT_DBL_CMP(took, <, 2.0);
+    }
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(timeout_ties_many) {
+    /* Many at once, so that both timers of an op often come due in the same
+     * loop iteration: ties must still go to the op, and a limit that is
+     * earlier by a hair must still win. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    size_t n = tt_scaled(1500);
+    for (size_t i = 0; i < n; i++) {
+        double base = (double)(i % 3) * 0.001;
+        double op = base, limit = base;
+        if (i % 5 == 3) op += 1e-4;    /* limit earlier: times out */
+        if (i % 5 == 4) limit += 1e-4; /* op earlier: completes */
+        ASSERT_EQ(tr_timeout_sleep(rt, port, i + 1, op, limit), TR_OK);
+    }
+    tt_ledger_t l;
+    tt_ledger_init(&l, n);
+    ASSERT_EQ(tt_wait_finals(rt, port, n, 20.0, tt_ledger_visit, &l), n);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_EQ(l.finals[i], 1);
+        ASSERT_EQ(l.status[i], i % 5 == 3 ? TR_TIMEDOUT : TR_OK);
+    }
+    tt_ledger_free(&l);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(timeout_invalid_and_cancel) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 1, NAN, 1.0), TR_EINVAL);
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 1, 1.0, -1.0), TR_EINVAL);
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 1, INFINITY, 1.0), TR_EINVAL);
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 0, 1.0, 1.0), TR_EINVAL);
+    ASSERT_EQ(tt_stats(rt).submitted, 0);
+
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 1, 30.0, 30.0), TR_OK);
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
