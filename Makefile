@@ -85,10 +85,15 @@ sanitize: $(BUILD_C)/tsan $(BUILD_C)/asan
 	ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" $(BUILD_C)/asan
 
 valgrind: $(BUILD_C)/plain
+	@if ! command -v valgrind >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "valgrind: installing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; \
+	fi
 	@if command -v valgrind >/dev/null; then \
-	  TR_TEST_SCALE=valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+	  echo "valgrind $(BUILD_C)/plain"; \
+	  valgrind -q --error-exitcode=1 --leak-check=full \
 	    --errors-for-leak-kinds=definite $(BUILD_C)/plain; \
-	else echo "valgrind not installed: skipping the memcheck run (apt-get install valgrind)"; fi
+	else echo "valgrind is not installed (sudo apt-get install valgrind): memcheck run skipped"; fi
 
 # ---- Python -------------------------------------------------------------------
 lint: $(VENV)/.installed

@@ -100,11 +100,6 @@ class Completion:
             exc = self.on_error(status, value) if self.on_error else None
             fut.set_exception(exc if exc is not None else status_error(status))
 
-    def abandon(self) -> None:
-        """The port closed under it: the future can never finish normally."""
-        if not self.fut.done():
-            self.fut.cancel()
-
 
 class Port:
     """The completion queue of one runtime on one asyncio loop.
@@ -190,18 +185,20 @@ class Port:
             self.close()
 
     def close(self) -> None:
-        """Drop everything bound to this port; cancel its native operations."""
+        """Drop everything bound to this port; cancel its native operations.
+
+        Called once the port's loop is closed: its futures can no longer be
+        awaited, so they are dropped unresolved, and their native operations
+        are cancelled on the runtime's loop thread.
+        """
         if self.closed:
             return
         self.closed = True
         self.runtime._forget_port(self)
         lib.tr_port_close(self._ptr)
-        pending, self.pending = self.pending, {}
-        if not self.loop.is_closed():
-            for handler in pending.values():
-                self.loop.call_soon_threadsafe(handler.abandon)
-        if pending:
-            log.debug("port %d closed with %d operations pending", self.id, len(pending))
+        if self.pending:
+            log.debug("port %d closed with %d operations pending", self.id, len(self.pending))
+        self.pending = {}
 
 
 def dispatch_main(runtime: Runtime, started: threading.Event) -> None:

@@ -64,9 +64,6 @@ class _TickPrinter:
             print(f"Background task iteration: {i}/{self.count}")
         self.printed = max(self.printed, value)
 
-    def abandon(self) -> None:
-        """The loop closed first: the remaining ticks are not printed."""
-
 
 def spawn_background_task(count: int, delay_ms: int) -> asyncio.Future[str]:
     """Start a detached native task that ticks ``count`` times, ``delay_ms`` apart.
