@@ -14,6 +14,7 @@ import time
 
 import pytest
 import uvloop
+
 from tokio_runtime._runtime import get_runtime
 
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

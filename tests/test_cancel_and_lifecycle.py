@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import wait_for_pending
+
 from tokio_runtime import (
     channel_demo,
     concurrent_tasks,
@@ -69,7 +70,7 @@ async def test_cancel_through_a_task_and_wait_for():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # TimeoutError since 3.11
         await asyncio.wait_for(concurrent_tasks(["a"] * 30), timeout=0.05)
     assert wait_for_pending(0, timeout=1.0) == 0
 

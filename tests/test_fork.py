@@ -9,8 +9,16 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tokio_runtime import channel_demo, shared_counter_demo
 from tokio_runtime._runtime import get_runtime
+
+# Python 3.12+ warns about fork() in any multi-threaded process; forking with
+# the runtime's threads alive is exactly what these tests are about.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
 
 
 async def _work(n):
@@ -50,8 +58,11 @@ def test_multiprocessing_fork_pool():
 
 FORK_EXIT_SCRIPT = textwrap.dedent(
     """
-    import asyncio, os, sys
+    import asyncio, os, sys, warnings
     import tokio_runtime as tr
+
+    # Python 3.12+ warns about fork() in any multi-threaded process.
+    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
 
     async def work(n):
         await tr.spawn_background_task(100, 1)

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 import tokio_runtime
 from tokio_runtime import (
     channel_demo,
@@ -173,7 +174,7 @@ async def test_channel_demo_empty_and_above_capacity():
 
 async def test_futures_work_with_wait_for_and_gather():
     assert await asyncio.wait_for(shared_counter_demo(3), timeout=5) == 3
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # TimeoutError since 3.11
         await asyncio.wait_for(with_timeout(5000, 10000), timeout=0.05)
     results = await asyncio.gather(*(shared_counter_demo(i) for i in range(20)))
     assert results == list(range(20))

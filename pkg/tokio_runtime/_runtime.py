@@ -54,7 +54,11 @@ class Runtime:
         self._port_ids = itertools.count(1)
         self._ports: dict[asyncio.AbstractEventLoop, _bridge.Port] = {}
         self._ports_by_id: dict[int, _bridge.Port] = {}
-        self._dispatcher = _bridge.start_dispatcher(self)
+        try:
+            self._dispatcher = _bridge.start_dispatcher(self)
+        except BaseException:
+            lib.tr_runtime_release(self._ptr)  # joins the native threads
+            raise
         _live.add(self)
 
     # -- submissions (on the running loop's thread) ----------------------------
