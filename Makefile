@@ -23,6 +23,9 @@ CTEST_HDR := $(wildcard tests/c/*.h)
 CFLAGS_T  := -std=c11 -Wall -Wextra -Werror -g -D_GNU_SOURCE -Icsrc/include -Icsrc
 LIBS_T    := -lev -lpthread -lm
 BUILD_C   := tests/c/build
+# Installing system packages: only as root, only where apt-get exists.
+CAN_APT     := [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
              build_ffi.py CMakeLists.txt pyproject.toml README.md
 
@@ -38,9 +41,9 @@ deps: .deps-ok
 .deps-ok:
 	@if printf '#include <ev.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lev -o /dev/null 2>/dev/null; then \
 	  echo "libev: found"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	elif $(CAN_APT); then \
 	  echo "libev: installing libev-dev with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libev-dev >/dev/null; \
+	  $(APT_INSTALL) libev-dev >/dev/null; \
 	else \
 	  echo "libev is missing. Install it, then run make again:"; \
 	  echo "    sudo apt-get install -y libev-dev      # Debian/Ubuntu"; \
@@ -53,8 +56,8 @@ deps: .deps-ok
 # ---- Python environment ------------------------------------------------------
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	  if $(CAN_APT); then \
+	    $(APT_INSTALL) python3-venv >/dev/null && \
 	    $(PYTHON) -m venv $(VENV); \
 	  else echo "Python's venv module is missing: sudo apt-get install -y python3-venv"; exit 1; fi; }
 	$(VPY) -m pip install -q --upgrade pip
@@ -64,18 +67,14 @@ $(VENV)/.installed: .deps-ok $(VENV)/bin/python $(PKG_SRC)
 	@touch $@
 
 # ---- C core tests -----------------------------------------------------------
-$(BUILD_C)/plain: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
-	@mkdir -p $(BUILD_C)
-	$(CC) $(CFLAGS_T) -O2 $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
+# One test program, three builds: plain, ThreadSanitizer, ASan + UBSan.
+CFLAGS_plain := -O2
+CFLAGS_tsan  := -O1 -fsanitize=thread
+CFLAGS_asan  := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-$(BUILD_C)/tsan: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
+$(BUILD_C)/plain $(BUILD_C)/tsan $(BUILD_C)/asan: $(BUILD_C)/%: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
 	@mkdir -p $(BUILD_C)
-	$(CC) $(CFLAGS_T) -O1 -fsanitize=thread $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
-
-$(BUILD_C)/asan: .deps-ok $(CORE_SRC) $(CORE_HDR) $(CTEST_SRC) $(CTEST_HDR)
-	@mkdir -p $(BUILD_C)
-	$(CC) $(CFLAGS_T) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
-	  -fno-sanitize-recover=all $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
+	$(CC) $(CFLAGS_T) $(CFLAGS_$*) $(CORE_SRC) $(CTEST_SRC) $(LIBS_T) -o $@
 
 ctest: $(BUILD_C)/plain
 	$(BUILD_C)/plain
@@ -85,9 +84,9 @@ sanitize: $(BUILD_C)/tsan $(BUILD_C)/asan
 	ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" $(BUILD_C)/asan
 
 valgrind: $(BUILD_C)/plain
-	@if ! command -v valgrind >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	@if ! command -v valgrind >/dev/null && $(CAN_APT); then \
 	  echo "valgrind: installing with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; \
+	  $(APT_INSTALL) valgrind >/dev/null; \
 	fi
 	@if command -v valgrind >/dev/null; then \
 	  echo "valgrind $(BUILD_C)/plain"; \
