@@ -1,211 +1,228 @@
 /*
- * channel.c - a bounded multi-producer multi-consumer channel of void *.
+ * channel.c - a bounded multi-producer multi-consumer FIFO of 64-bit items.
  *
- * One mutex guards a ring buffer and two FIFO lists of waiters.  A waiter is
- * woken exactly once, after the lock is released, on the thread whose call
- * completed it; a waiter that was cancelled first is never woken.  A send that
- * meets a waiting receiver hands its item over directly, so FIFO holds across
- * buffer and waiters.
+ * One mutex guards a ring buffer and two wait queues (receivers waiting for
+ * an item, senders waiting for room).  Waiters are woken to *retry*, never
+ * handed an item: an item leaves the ring only inside a call that returns it
+ * to its caller, so a receiver that is cancelled after being woken cannot
+ * swallow one; it passes its wake on instead (tr_channel_notify).  Each item
+ * put in wakes one receiver and each slot freed wakes one sender, so a burst
+ * of sends does not stampede every waiting consumer.
  */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
-struct tr__chan {
-    pthread_mutex_t mu;
-    void **buf;
-    size_t cap, len, head;
+#define TR__CHANNEL_MAX_CAPACITY ((size_t)1 << 40)
+#define TR__RING_MIN 16
+
+struct tr_channel {
+    tr__sync_t base; /* first member: a tr__sync_t * is a tr_channel_t * */
+    uint64_t *ring;
+    size_t slots;    /* allocated ring slots (a power of two), <= grows to cap */
+    size_t cap, head, len;
     bool closed;
-    tr__chan_waiter_t *senders, *receivers; /* circular lists, oldest first */
-    void (*item_free)(void *);
+    tr__waitq_t recvq, sendq;
 };
 
-static void wl_push(tr__chan_waiter_t **list, tr__chan_waiter_t *w) {
-    w->queued = true;
-    if (!*list) {
-        w->prev = w->next = w;
-        *list = w;
-        return;
-    }
-    tr__chan_waiter_t *first = *list, *last = first->prev;
-    w->prev = last;
-    w->next = first;
-    last->next = w;
-    first->prev = w;
+static void channel_destroy(tr__sync_t *s) {
+    tr_channel_t *ch = (tr_channel_t *)s;
+    free(ch->ring);
+    free(ch);
 }
 
-static void wl_remove(tr__chan_waiter_t **list, tr__chan_waiter_t *w) {
-    if (w->next == w) *list = NULL;
-    else {
-        w->prev->next = w->next;
-        w->next->prev = w->prev;
-        if (*list == w) *list = w->next;
-    }
-    w->prev = w->next = NULL;
-    w->queued = false;
+/* Lock held.  Whether a waiter of that direction could proceed now. */
+static bool ready(const tr_channel_t *ch, int direction) {
+    if (ch->closed) return true;
+    return direction == TR_RECV ? ch->len > 0 : ch->len < ch->cap;
 }
 
-static tr__chan_waiter_t *wl_pop(tr__chan_waiter_t **list) {
-    tr__chan_waiter_t *w = *list;
-    if (w) wl_remove(list, w);
-    return w;
+static void channel_lost_wake(tr__sync_t *s, int direction) {
+    tr_channel_notify((tr_channel_t *)s, direction);
 }
 
-int tr__chan_new(size_t capacity, void (*item_free)(void *), tr__chan_t **out) {
-    if (capacity == 0 || capacity > SIZE_MAX / sizeof(void *)) return TR_EINVAL;
-    tr__chan_t *ch = calloc(1, sizeof *ch);
+int tr_channel_new(size_t capacity, tr_channel_t **out) {
+    if (!out || capacity == 0 || capacity > TR__CHANNEL_MAX_CAPACITY) return TR_EINVAL;
+    tr_channel_t *ch = calloc(1, sizeof *ch);
     if (!ch) return TR_ENOMEM;
-    ch->buf = malloc(capacity * sizeof *ch->buf);
-    if (!ch->buf) {
-        free(ch);
-        return TR_ENOMEM;
-    }
+    /* The ring grows on demand up to capacity: a Channel(10**9) that never
+     * holds more than ten items costs sixteen slots, not eight gigabytes. */
     ch->cap = capacity;
-    ch->item_free = item_free;
-    pthread_mutex_init(&ch->mu, NULL);
+    tr__sync_init(&ch->base, channel_lost_wake, channel_destroy);
     *out = ch;
     return TR_OK;
 }
 
-void tr__chan_free(tr__chan_t *ch) {
-    if (!ch) return;
-    for (size_t i = 0; i < ch->len; i++)
-        if (ch->item_free) ch->item_free(ch->buf[(ch->head + i) % ch->cap]);
-    pthread_mutex_destroy(&ch->mu);
-    free(ch->buf);
-    free(ch);
+void tr_channel_release(tr_channel_t *ch) {
+    if (ch) tr__sync_unref(&ch->base);
 }
 
-static void buf_push(tr__chan_t *ch, void *item) {
-    ch->buf[(ch->head + ch->len) % ch->cap] = item;
+/* ---- the ring (lock held) ------------------------------------------------- */
+
+static int ring_grow(tr_channel_t *ch) {
+    size_t n = ch->slots ? ch->slots * 2 : TR__RING_MIN;
+    uint64_t *ring = malloc(n * sizeof *ring);
+    if (!ring) return TR_ENOMEM;
+    for (size_t i = 0; i < ch->len; i++) ring[i] = ch->ring[(ch->head + i) & (ch->slots - 1)];
+    free(ch->ring);
+    ch->ring = ring;
+    ch->slots = n;
+    ch->head = 0;
+    return TR_OK;
+}
+
+static int ring_put(tr_channel_t *ch, uint64_t item) {
+    if (ch->len == ch->slots) {
+        int rc = ring_grow(ch);
+        if (rc != TR_OK) return rc;
+    }
+    ch->ring[(ch->head + ch->len) & (ch->slots - 1)] = item;
     ch->len++;
+    return TR_OK;
 }
 
-static void *buf_pop(tr__chan_t *ch) {
-    void *item = ch->buf[ch->head];
-    ch->head = (ch->head + 1) % ch->cap;
+static uint64_t ring_take(tr_channel_t *ch) {
+    uint64_t item = ch->ring[ch->head];
+    ch->head = (ch->head + 1) & (ch->slots - 1);
     ch->len--;
     return item;
 }
 
-/* Shared by send and try_send: complete a send of item without waiting, if
- * possible.  Returns the receiver to wake through *wake. */
-static int send_now_locked(tr__chan_t *ch, void *item, tr__chan_waiter_t **wake) {
-    *wake = NULL;
+/* Lock held.  Put item in if there is room; wake one receiver for it. */
+static int put_locked(tr_channel_t *ch, uint64_t item, tr__wakelist_t *wl) {
     if (ch->closed) return TR_ECLOSED;
-    tr__chan_waiter_t *r = wl_pop(&ch->receivers);
-    if (r) { /* a receiver waits only when the buffer is empty: hand over */
-        r->item = item;
-        r->status = TR_OK;
-        *wake = r;
-        return TR_OK;
-    }
-    if (ch->len < ch->cap) {
-        buf_push(ch, item);
-        return TR_OK;
-    }
-    return TR__PENDING;
+    if (ch->len >= ch->cap) return TR_EFULL;
+    int rc = ring_put(ch, item);
+    if (rc == TR_OK) tr__waitq_wake_one(&ch->recvq, wl);
+    return rc;
 }
 
-/* Shared by recv and try_recv: the oldest item, refilled from the oldest
- * waiting sender. */
-static int recv_now_locked(tr__chan_t *ch, void **item, tr__chan_waiter_t **wake) {
-    *wake = NULL;
-    if (ch->len == 0) return ch->closed ? TR_ECLOSED : TR__PENDING;
-    *item = buf_pop(ch);
-    tr__chan_waiter_t *s = wl_pop(&ch->senders);
-    if (s) {
-        buf_push(ch, s->item);
-        s->status = TR_OK;
-        *wake = s;
-    }
+/* Lock held.  Take up to max items; wake one sender per slot freed. */
+static int take_locked(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
+                       tr__wakelist_t *wl) {
+    size_t k = 0;
+    while (k < max && ch->len > 0) items[k++] = ring_take(ch);
+    *n = k;
+    if (k == 0) return ch->closed ? TR_ECLOSED : TR_EEMPTY;
+    for (size_t i = 0; i < k; i++)
+        if (!tr__waitq_wake_one(&ch->sendq, wl)) break;
     return TR_OK;
 }
 
-int tr__chan_send(tr__chan_t *ch, tr__chan_waiter_t *w) {
-    tr__chan_waiter_t *wake;
-    pthread_mutex_lock(&ch->mu);
-    int rc = send_now_locked(ch, w->item, &wake);
-    w->sender = true;
-    if (rc == TR__PENDING) wl_push(&ch->senders, w);
-    pthread_mutex_unlock(&ch->mu);
-    if (wake) wake->wake(wake);
+/* ---- public ------------------------------------------------------------------ */
+
+int tr_channel_try_send(tr_channel_t *ch, uint64_t item) {
+    tr__wakelist_t wl = {0};
+    pthread_mutex_lock(&ch->base.mu);
+    int rc = put_locked(ch, item, &wl);
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
     return rc;
 }
 
-int tr__chan_try_send(tr__chan_t *ch, void *item) {
-    tr__chan_waiter_t *wake;
-    pthread_mutex_lock(&ch->mu);
-    int rc = send_now_locked(ch, item, &wake);
-    pthread_mutex_unlock(&ch->mu);
-    if (wake) wake->wake(wake);
+int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n) {
+    if (!items || !n || max == 0) return TR_EINVAL;
+    tr__wakelist_t wl = {0};
+    pthread_mutex_lock(&ch->base.mu);
+    int rc = take_locked(ch, items, max, n, &wl);
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
     return rc;
 }
 
-int tr__chan_recv(tr__chan_t *ch, tr__chan_waiter_t *w) {
-    tr__chan_waiter_t *wake;
-    pthread_mutex_lock(&ch->mu);
-    int rc = recv_now_locked(ch, &w->item, &wake);
-    w->sender = false;
-    if (rc == TR__PENDING) wl_push(&ch->receivers, w);
-    pthread_mutex_unlock(&ch->mu);
-    if (wake) wake->wake(wake);
-    return rc;
+int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item) {
+    size_t n;
+    return tr_channel_recv_many(ch, item, 1, &n);
 }
 
-int tr__chan_try_recv(tr__chan_t *ch, void **item) {
-    tr__chan_waiter_t *wake;
-    pthread_mutex_lock(&ch->mu);
-    int rc = recv_now_locked(ch, item, &wake);
-    pthread_mutex_unlock(&ch->mu);
-    if (wake) wake->wake(wake);
-    return rc;
-}
-
-bool tr__chan_cancel(tr__chan_t *ch, tr__chan_waiter_t *w) {
-    pthread_mutex_lock(&ch->mu);
-    bool removed = w->queued;
-    if (removed) wl_remove(w->sender ? &ch->senders : &ch->receivers, w);
-    pthread_mutex_unlock(&ch->mu);
-    return removed;
-}
-
-void tr__chan_close(tr__chan_t *ch) {
-    pthread_mutex_lock(&ch->mu);
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->mu);
-        return;
-    }
-    ch->closed = true;
-    tr__chan_waiter_t *receivers = ch->receivers, *senders = ch->senders;
-    ch->receivers = ch->senders = NULL;
-    /* Mark them unqueued under the lock, so a racing cancel sees "already
-     * completed" and waits for the wake instead. */
-    tr__chan_waiter_t *lists[2] = {receivers, senders};
-    for (int l = 0; l < 2; l++) {
-        tr__chan_waiter_t *w = lists[l];
-        if (!w) continue;
-        w->prev->next = NULL; /* open the circle */
-        for (; w; w = w->next) {
-            w->queued = false;
-            w->status = TR_ECLOSED;
+int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
+    if (isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
+    tr__wakelist_t wl = {0};
+    int rc;
+    pthread_mutex_lock(&ch->base.mu);
+    for (;;) {
+        rc = put_locked(ch, item, &wl);
+        if (rc != TR_EFULL) break;
+        if (!tr__waitq_block(&ch->base, &ch->sendq, deadline)) {
+            rc = TR_TIMEDOUT;
+            break;
         }
     }
-    pthread_mutex_unlock(&ch->mu);
-    for (int l = 0; l < 2; l++) {
-        tr__chan_waiter_t *w = lists[l];
-        while (w) {
-            tr__chan_waiter_t *next = w->next; /* w may be reused once woken */
-            w->prev = w->next = NULL;
-            w->wake(w);
-            w = next;
-        }
-    }
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
+    return rc;
 }
 
-size_t tr__chan_len(tr__chan_t *ch) {
-    pthread_mutex_lock(&ch->mu);
-    size_t n = ch->len;
-    pthread_mutex_unlock(&ch->mu);
-    return n;
+int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout) {
+    if (!item || isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
+    tr__wakelist_t wl = {0};
+    size_t n;
+    int rc;
+    pthread_mutex_lock(&ch->base.mu);
+    for (;;) {
+        rc = take_locked(ch, item, 1, &n, &wl);
+        if (rc != TR_EEMPTY) break;
+        if (!tr__waitq_block(&ch->base, &ch->recvq, deadline)) {
+            rc = TR_TIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
+    return rc;
 }
+
+int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t token,
+                    tr_waiter_t **waiter) {
+    if ((direction != TR_RECV && direction != TR_SEND) || !port || token == 0 || !waiter)
+        return TR_EINVAL;
+    pthread_mutex_lock(&ch->base.mu);
+    int rc = TR_OK;
+    if (!ready(ch, direction))
+        rc = tr__waiter_new(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq, direction,
+                            port, token, waiter);
+    pthread_mutex_unlock(&ch->base.mu);
+    return rc;
+}
+
+void tr_channel_notify(tr_channel_t *ch, int direction) {
+    if (direction != TR_RECV && direction != TR_SEND) return;
+    tr__wakelist_t wl = {0};
+    pthread_mutex_lock(&ch->base.mu);
+    if (ready(ch, direction)) tr__waitq_wake_one(direction == TR_RECV ? &ch->recvq : &ch->sendq, &wl);
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
+}
+
+void tr_channel_close(tr_channel_t *ch) {
+    tr__wakelist_t wl = {0};
+    pthread_mutex_lock(&ch->base.mu);
+    if (!ch->closed) {
+        ch->closed = true;
+        tr__waitq_wake_all(&ch->recvq, &wl);
+        tr__waitq_wake_all(&ch->sendq, &wl);
+    }
+    pthread_mutex_unlock(&ch->base.mu);
+    tr__wake_flush(&wl);
+}
+
+int tr_channel_closed(tr_channel_t *ch) {
+    pthread_mutex_lock(&ch->base.mu);
+    int closed = ch->closed;
+    pthread_mutex_unlock(&ch->base.mu);
+    return closed;
+}
+
+size_t tr_channel_len(tr_channel_t *ch) {
+    pthread_mutex_lock(&ch->base.mu);
+    size_t len = ch->len;
+    pthread_mutex_unlock(&ch->base.mu);
+    return len;
+}
+
+size_t tr_channel_capacity(tr_channel_t *ch) { return ch->cap; }

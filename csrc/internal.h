@@ -47,6 +47,7 @@ struct tr__record {
     tr__record_t *next;  /* port queue link (port->mu) */
     tr_completion_t c;
     bool queued;         /* in a port queue (port->mu) */
+    bool dropped;        /* left without reaching the consumer (port closed) */
     /* Called once the record has left the queue for good (drained or
      * dropped), outside every lock.  NULL for records that live on. */
     void (*release)(tr__record_t *r);
@@ -111,13 +112,19 @@ typedef struct tr__pool {
     bool quit;
     int waiting;       /* workers blocked on cv */
     int started;
+    int exited;        /* workers that returned (mu); signalled on exit_cv */
+    pthread_cond_t exit_cv;
     pthread_t *threads;
 } tr__pool_t;
 
 int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index);
 /* Append a chain first..last.  Any thread. */
 void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last);
-/* Run everything still queued, then join every worker. */
+/* Tell the workers to run everything still queued, then exit.  Idempotent. */
+void tr__pool_quit(tr__pool_t *pool);
+/* Wait until every worker has exited or the deadline (NULL: none) passes. */
+bool tr__pool_wait(tr__pool_t *pool, const struct timespec *deadline);
+/* Quit, join every worker, free the pool. */
 void tr__pool_stop(tr__pool_t *pool);
 
 /* Batch a work item for the pool; the batch is handed over before the loop
@@ -159,6 +166,9 @@ struct tr_runtime {
     int state;
 
     pthread_mutex_t shutdown_mu; /* one shutdown at a time */
+    pthread_cond_t exit_cv;      /* loop_exited became true (mu) */
+    bool loop_exited;            /* mu */
+    bool loop_joined, pool_joined; /* shutdown_mu */
 
     /* loop thread only */
     tr__optable_t ops;
@@ -173,7 +183,7 @@ struct tr_runtime {
     bool dispatch_done;
     bool dispatch_kick;
 
-    atomic_uint_fast64_t pending, submitted, completed, cancelled, live_ops, ports;
+    atomic_uint_fast64_t pending, submitted, completed, cancelled, live_ops, ports, waiters;
 };
 
 void tr__runtime_ref(tr_runtime_t *rt);
@@ -206,44 +216,84 @@ void tr__port_push(tr_port_t *port, tr__record_t *r);
 /* Update a still-queued progress record, or queue it.  Any thread. */
 void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value);
 
-/* ---- channels (thread-safe, waiter based) -------------------------------- */
-typedef struct tr__chan tr__chan_t;
-typedef struct tr__chan_waiter tr__chan_waiter_t;
-struct tr__chan_waiter {
-    tr__chan_waiter_t *prev, *next;
-    void *item;   /* send: the item to hand over; recv: the item received */
-    int status;   /* set before wake(): TR_OK or TR_ECLOSED */
-    bool queued;  /* channel lock */
-    bool sender;  /* which list it waits in (channel lock) */
-    /* Called exactly once for a queued waiter that was not cancelled, outside
-     * the channel lock, on the thread whose call completed it. */
-    void (*wake)(tr__chan_waiter_t *w);
-    void *ctx;
+/* ---- waiters, shared by channels and mutexes (waiter.c) ------------------ */
+
+/* What channels and mutexes have in common: a refcount, one lock guarding
+ * their state and their wait queues, and what to do with a wake that reached
+ * nobody (its port closed under it). */
+typedef struct tr__sync tr__sync_t;
+struct tr__sync {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    void (*lost_wake)(tr__sync_t *s, int direction); /* any thread, lock not held */
+    void (*destroy)(tr__sync_t *s);                 /* refs reached 0 */
 };
 
-int tr__chan_new(size_t capacity, void (*item_free)(void *), tr__chan_t **out);
-/* Free a channel nobody waits on; queued items go to item_free. */
-void tr__chan_free(tr__chan_t *ch);
-/* TR_OK (w->item is in the channel or handed to a receiver), TR__PENDING
- * (w queued: wake() comes later) or TR_ECLOSED (w->item still the caller's). */
-int tr__chan_send(tr__chan_t *ch, tr__chan_waiter_t *w);
-/* TR_OK (w->item set), TR__PENDING, or TR_ECLOSED (closed and drained). */
-int tr__chan_recv(tr__chan_t *ch, tr__chan_waiter_t *w);
-/* Non-blocking variants: TR_OK, TR__PENDING (would wait) or TR_ECLOSED. */
-int tr__chan_try_send(tr__chan_t *ch, void *item);
-int tr__chan_try_recv(tr__chan_t *ch, void **item);
-/* Remove a queued waiter.  true: removed, wake() will not come.  false: it
- * was already completed, wake() has run or is running. */
-bool tr__chan_cancel(tr__chan_t *ch, tr__chan_waiter_t *w);
-/* Close: waiting receivers and senders are woken with TR_ECLOSED (senders keep
- * their items); queued items stay receivable.  Idempotent. */
-void tr__chan_close(tr__chan_t *ch);
-size_t tr__chan_len(tr__chan_t *ch);
+typedef struct tr__waitq {
+    tr_waiter_t *head, *tail;
+} tr__waitq_t;
+
+enum { TR__WAIT_PORT, TR__WAIT_THREAD };
+
+struct tr_waiter {
+    tr_waiter_t *prev, *next;  /* in q (owner lock) */
+    tr__waitq_t *q;            /* the queue it is in, NULL once out (owner lock) */
+    int kind;
+    int direction;             /* TR_RECV / TR_SEND; which queue of a channel */
+    /* TR__WAIT_PORT: heap, refcounted (the caller + the queue or its record) */
+    atomic_int refs;
+    tr__sync_t *owner;         /* holds a reference */
+    tr_port_t *port;           /* holds a reference while queued; NULL once its
+                                * record is pushed (a queued record must not
+                                * keep its port alive) */
+    tr__record_t rec;          /* pushed to port when woken */
+    /* Who acts on a wake, decided once under the owner lock: the caller
+     * (tr_waiter_release returned 1), or the owner's lost_wake (the port
+     * was closed first).  Never both, never neither. */
+    bool claimed;              /* owner lock */
+    bool passed;               /* owner lock */
+    /* TR__WAIT_THREAD: on the blocked thread's stack */
+    pthread_cond_t cv;
+    bool woken;
+};
+
+void tr__sync_init(tr__sync_t *s, void (*lost_wake)(tr__sync_t *, int),
+                   void (*destroy)(tr__sync_t *));
+void tr__sync_unref(tr__sync_t *s);
+
+/* A woken port waiter, collected under the owner lock and delivered after it
+ * is dropped (tr__wake_flush), so no port lock nests in an owner lock. */
+typedef struct tr__wakelist {
+    tr_waiter_t *head, *tail; /* in wake order, so records arrive oldest first */
+} tr__wakelist_t;
+
+/* Owner lock held: append w. */
+void tr__waitq_push(tr__waitq_t *q, tr_waiter_t *w);
+/* Owner lock held: wake the oldest waiter whose consumer can still act on
+ * it (thread waiters are signalled now, port waiters collected into wl;
+ * waiters whose port is closed are dropped on the way).  false: none. */
+bool tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl);
+/* Owner lock held: wake every waiter. */
+void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl);
+static inline bool tr__waitq_empty(const tr__waitq_t *q) { return q->head == NULL; }
+/* Owner lock NOT held: push the collected records. */
+void tr__wake_flush(tr__wakelist_t *wl);
+
+/* Owner lock held: a new port waiter queued in q.  TR_PENDING, TR_ENOMEM,
+ * TR_EINVAL or TR_ESHUTDOWN. */
+int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
+                   uint64_t token, tr_waiter_t **out);
+/* Owner lock held: block the calling thread in q until woken or until the
+ * deadline (NULL: none).  true: woken (it is out of q); false: timed out (it
+ * was taken out of q, unwoken). */
+bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *deadline);
+
+/* Absolute CLOCK_MONOTONIC deadline timeout seconds from now; NULL when
+ * timeout is negative (wait forever). */
+const struct timespec *tr__deadline(double timeout, struct timespec *ts);
 
 /* ---- small helpers ------------------------------------------------------------ */
 bool tr__valid_seconds(double s);
-tr_strvec_t *tr__strvec_new(void);
-int tr__strvec_push(tr_strvec_t *v, size_t *cap, char *item); /* takes item on TR_OK */
 /* Start a thread with every signal blocked (signals belong to the host's
  * main thread), named "{name}-{index}". */
 int tr__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name, int index);

@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #define TR__POOL_BATCH 64
@@ -22,6 +23,8 @@ static void *worker_main(void *arg) {
         }
         tr__work_t *batch = pool->head;
         if (!batch) { /* quit, and nothing left to run */
+            pool->exited++;
+            pthread_cond_broadcast(&pool->exit_cv);
             pthread_mutex_unlock(&pool->mu);
             return NULL;
         }
@@ -44,12 +47,19 @@ static void *worker_main(void *arg) {
 int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->exit_cv, &ca);
+    pthread_condattr_destroy(&ca);
     pool->head = pool->tail = NULL;
     pool->quit = false;
     pool->waiting = 0;
     pool->started = 0;
+    pool->exited = 0;
     pool->threads = calloc((size_t)n, sizeof *pool->threads);
     if (!pool->threads) {
+        pthread_cond_destroy(&pool->exit_cv);
         pthread_cond_destroy(&pool->cv);
         pthread_mutex_destroy(&pool->mu);
         return TR_ENOMEM;
@@ -74,15 +84,32 @@ void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last) {
     pthread_mutex_unlock(&pool->mu);
 }
 
-void tr__pool_stop(tr__pool_t *pool) {
+void tr__pool_quit(tr__pool_t *pool) {
     pthread_mutex_lock(&pool->mu);
     pool->quit = true;
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
+}
+
+bool tr__pool_wait(tr__pool_t *pool, const struct timespec *deadline) {
+    pthread_mutex_lock(&pool->mu);
+    while (pool->exited < pool->started) {
+        int err = deadline ? pthread_cond_timedwait(&pool->exit_cv, &pool->mu, deadline)
+                           : pthread_cond_wait(&pool->exit_cv, &pool->mu);
+        if (err == ETIMEDOUT) break;
+    }
+    bool all = pool->exited >= pool->started;
+    pthread_mutex_unlock(&pool->mu);
+    return all;
+}
+
+void tr__pool_stop(tr__pool_t *pool) {
+    tr__pool_quit(pool);
     for (int i = 0; i < pool->started; i++) pthread_join(pool->threads[i], NULL);
     free(pool->threads);
     pool->threads = NULL;
     pool->started = 0;
+    pthread_cond_destroy(&pool->exit_cv);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
 }

@@ -47,6 +47,7 @@ static void drop_chain(tr__record_t *r) {
         tr__record_t *next = r->next;
         tr_payload_free(r->c.payload);
         r->c.payload = NULL;
+        r->dropped = true;
         if (r->release) r->release(r);
         r = next;
     }
@@ -176,29 +177,4 @@ void tr_payload_free(void *payload) {
     void (*destroy)(void *);
     memcpy(&destroy, payload, sizeof destroy); /* every payload starts with it */
     destroy(payload);
-}
-
-static void strvec_destroy(void *self) {
-    tr_strvec_t *v = self;
-    for (size_t i = 0; i < v->len; i++) free(v->items[i]);
-    free(v->items);
-    free(v);
-}
-
-tr_strvec_t *tr__strvec_new(void) {
-    tr_strvec_t *v = calloc(1, sizeof *v);
-    if (v) v->destroy = strvec_destroy;
-    return v;
-}
-
-int tr__strvec_push(tr_strvec_t *v, size_t *cap, char *item) {
-    if (v->len == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        char **items = realloc(v->items, ncap * sizeof *items);
-        if (!items) return TR_ENOMEM;
-        v->items = items;
-        *cap = ncap;
-    }
-    v->items[v->len++] = item;
-    return TR_OK;
 }

@@ -292,6 +292,10 @@ static void *loop_main(void *arg) {
     tr_runtime_t *rt = arg;
     ev_run(rt->loop, 0);
     flush_outbox(rt); /* work that fired in the last iteration goes to the pool */
+    pthread_mutex_lock(&rt->mu);
+    rt->loop_exited = true;
+    pthread_cond_broadcast(&rt->exit_cv);
+    pthread_mutex_unlock(&rt->mu);
     return NULL;
 }
 
@@ -323,6 +327,7 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&rt->ready_cv, &ca);
+    pthread_cond_init(&rt->exit_cv, &ca);
     pthread_condattr_destroy(&ca);
 
     ev_set_userdata(rt->loop, rt);
@@ -342,6 +347,7 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
         ev_async_stop(rt->loop, &rt->wake);
         ev_prepare_stop(rt->loop, &rt->flush);
         ev_loop_destroy(rt->loop);
+        pthread_cond_destroy(&rt->exit_cv);
         pthread_cond_destroy(&rt->ready_cv);
         pthread_mutex_destroy(&rt->ready_mu);
         pthread_mutex_destroy(&rt->shutdown_mu);
@@ -353,22 +359,46 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
     return TR_OK;
 }
 
-void tr_runtime_shutdown(tr_runtime_t *rt) {
+int tr_runtime_shutdown_timeout(tr_runtime_t *rt, double timeout) {
+    if (isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
     pthread_mutex_lock(&rt->shutdown_mu);
     pthread_mutex_lock(&rt->mu);
-    if (rt->state != TR__RUNNING) {
+    if (rt->state == TR__STOPPED) {
         pthread_mutex_unlock(&rt->mu);
         pthread_mutex_unlock(&rt->shutdown_mu);
-        return;
+        return TR_OK;
     }
-    rt->state = TR__STOPPING; /* no new submissions from here on */
-    ev_async_send(rt->loop, &rt->wake);
-    pthread_mutex_unlock(&rt->mu);
-
+    if (rt->state == TR__RUNNING) {
+        rt->state = TR__STOPPING; /* no new submissions from here on */
+        ev_async_send(rt->loop, &rt->wake);
+    }
     /* The loop thread runs what is queued, cancels every op and returns. */
-    pthread_join(rt->loop_thread, NULL);
+    while (!rt->loop_exited) {
+        int err = deadline ? pthread_cond_timedwait(&rt->exit_cv, &rt->mu, deadline)
+                           : pthread_cond_wait(&rt->exit_cv, &rt->mu);
+        if (err == ETIMEDOUT && !rt->loop_exited) {
+            pthread_mutex_unlock(&rt->mu);
+            pthread_mutex_unlock(&rt->shutdown_mu);
+            return TR_TIMEDOUT; /* a later call picks up from here */
+        }
+    }
+    pthread_mutex_unlock(&rt->mu);
+    if (!rt->loop_joined) {
+        pthread_join(rt->loop_thread, NULL);
+        rt->loop_joined = true;
+    }
     /* Workers run what is queued (cancelled work is skipped) and exit. */
-    tr__pool_stop(&rt->pool);
+    if (!rt->pool_joined) {
+        tr__pool_quit(&rt->pool);
+        if (!tr__pool_wait(&rt->pool, deadline)) {
+            pthread_mutex_unlock(&rt->shutdown_mu);
+            return TR_TIMEDOUT;
+        }
+        tr__pool_stop(&rt->pool); /* joins threads that have all returned */
+        rt->pool_joined = true;
+    }
 
     /* This thread is now the loop thread.  Finish what the workers and the
      * loop left behind until nothing is left; the last empty inbox turns the
@@ -403,12 +433,49 @@ void tr_runtime_shutdown(tr_runtime_t *rt) {
     pthread_cond_broadcast(&rt->ready_cv);
     pthread_mutex_unlock(&rt->ready_mu);
     pthread_mutex_unlock(&rt->shutdown_mu);
+    return TR_OK;
+}
+
+void tr_runtime_shutdown(tr_runtime_t *rt) { (void)tr_runtime_shutdown_timeout(rt, -1.0); }
+
+/* ---- a slow native task, for tests ---------------------------------------- */
+
+typedef struct stall_work {
+    tr__work_t work;
+    double seconds;
+} stall_work;
+
+static void stall_run(tr__work_t *w) {
+    stall_work *s = TR__CONTAINER_OF(w, stall_work, work);
+    struct timespec ts = {(time_t)s->seconds, (long)((s->seconds - (double)(time_t)s->seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    free(s);
+}
+
+int tr_debug_stall_worker(tr_runtime_t *rt, double seconds) {
+    if (!tr__valid_seconds(seconds) || seconds > 3600.0) return TR_EINVAL;
+    stall_work *s = calloc(1, sizeof *s);
+    if (!s) return TR_ENOMEM;
+    s->seconds = seconds;
+    s->work.run = stall_run;
+    pthread_mutex_lock(&rt->mu);
+    bool running = rt->state == TR__RUNNING;
+    /* Under rt->mu: the pool is stopped only after the state left RUNNING. */
+    if (running) tr__pool_push(&rt->pool, &s->work, &s->work);
+    pthread_mutex_unlock(&rt->mu);
+    if (!running) {
+        free(s);
+        return TR_ESHUTDOWN;
+    }
+    return TR_OK;
 }
 
 void tr__runtime_unref(tr_runtime_t *rt) {
     if (atomic_fetch_sub(&rt->refs, 1) != 1) return;
     /* The owner shut it down before dropping its reference, so every thread
      * is joined and no op is left; only the memory remains. */
+    pthread_cond_destroy(&rt->exit_cv);
     pthread_cond_destroy(&rt->ready_cv);
     pthread_mutex_destroy(&rt->ready_mu);
     pthread_mutex_destroy(&rt->shutdown_mu);
@@ -431,6 +498,7 @@ void tr_runtime_stats(tr_runtime_t *rt, tr_stats_t *out) {
     out->cancelled = atomic_load(&rt->cancelled);
     out->live_ops = atomic_load(&rt->live_ops);
     out->ports = atomic_load(&rt->ports);
+    out->waiters = atomic_load(&rt->waiters);
     out->worker_threads = rt->worker_threads;
     pthread_mutex_lock(&rt->mu);
     out->running = rt->state == TR__RUNNING;

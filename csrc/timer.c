@@ -1,5 +1,5 @@
 /*
- * timer.c - ops made of libev timers: sleep, ticker, sleep_all, timeout.
+ * timer.c - ops made of libev timers: sleep, ticker, timeout.
  *
  * All of it runs on the loop thread; cancel stops the watchers and finishes
  * at once, so nothing here outlives its op.
@@ -45,12 +45,42 @@ int tr_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double seconds) 
 
 /* ---- ticker ------------------------------------------------------------------ */
 
+/* What a ticker shares with whoever holds its handle: written by the loop
+ * thread, read lock-free by anyone, freed by whichever lets go last. */
+struct tr_task {
+    atomic_int refs;
+    atomic_uint_fast64_t progress;
+    atomic_int status;
+};
+
+static void task_unref(tr_task_t *task) {
+    if (task && atomic_fetch_sub(&task->refs, 1) == 1) free(task);
+}
+
+uint64_t tr_task_progress(const tr_task_t *task) { return atomic_load(&task->progress); }
+int tr_task_status(const tr_task_t *task) { return atomic_load(&task->status); }
+void tr_task_release(tr_task_t *task) { task_unref(task); }
+
 typedef struct ticker_op {
     tr__op_t base;
     ev_timer timer;
     uint64_t count, ticks;
     double interval;
+    tr_task_t *task; /* NULL, or a shared handle (holds a reference) */
 } ticker_op;
+
+static void ticker_finish(ticker_op *t, int status) {
+    /* The handle says "finished" no earlier than the record is queued... */
+    tr_task_t *task = t->task;
+    t->task = NULL;
+    if (task) atomic_store(&task->progress, t->ticks);
+    tr__op_finish(&t->base, status, (int64_t)t->ticks, NULL);
+    /* ...so a reader that sees it finished can count on the record coming. */
+    if (task) {
+        atomic_store(&task->status, status);
+        task_unref(task);
+    }
+}
 
 static void ticker_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
@@ -58,9 +88,10 @@ static void ticker_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     t->ticks++;
     if (t->ticks >= t->count) {
         ev_timer_stop(loop, w);
-        tr__op_finish(&t->base, TR_OK, (int64_t)t->ticks, NULL);
+        ticker_finish(t, TR_OK);
         return;
     }
+    if (t->task) atomic_store(&t->task->progress, t->ticks);
     tr__op_progress(&t->base, (int64_t)t->ticks);
     if (t->interval == 0.) { /* repeat 0 means "one-shot" to libev: re-arm by hand */
         ev_timer_set(w, 0., 0.);
@@ -71,7 +102,7 @@ static void ticker_fired(struct ev_loop *loop, ev_timer *w, int revents) {
 static void ticker_start(tr__op_t *op) {
     ticker_op *t = (ticker_op *)op;
     if (t->count == 0) {
-        tr__op_finish(op, TR_OK, 0, NULL);
+        ticker_finish(t, TR_OK);
         return;
     }
     ev_timer_start(op->rt->loop, &t->timer);
@@ -80,69 +111,50 @@ static void ticker_start(tr__op_t *op) {
 static void ticker_cancel(tr__op_t *op) {
     ticker_op *t = (ticker_op *)op;
     ev_timer_stop(op->rt->loop, &t->timer);
-    tr__op_finish(op, TR_CANCELLED, (int64_t)t->ticks, NULL);
+    ticker_finish(t, TR_CANCELLED);
 }
 
-static const tr__op_vtable_t ticker_vt = {"ticker", ticker_start, ticker_cancel, NULL};
+/* Only for an op that never reached the loop: its handle must not be left
+ * saying "running" forever. */
+static void ticker_cleanup(tr__op_t *op) {
+    ticker_op *t = (ticker_op *)op;
+    if (t->task) {
+        atomic_store(&t->task->status, TR_CANCELLED);
+        task_unref(t->task);
+        t->task = NULL;
+    }
+}
 
-int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count, double interval) {
+static const tr__op_vtable_t ticker_vt = {"ticker", ticker_start, ticker_cancel, ticker_cleanup};
+
+int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count, double interval,
+              tr_task_t **task) {
     if (!tr__valid_seconds(interval) || count > (uint64_t)INT64_MAX) return TR_EINVAL;
     ticker_op *t = (ticker_op *)tr__op_alloc(rt, sizeof *t, &ticker_vt);
     if (!t) return TR_ENOMEM;
     t->count = count;
     t->interval = interval;
+    if (task) {
+        t->task = calloc(1, sizeof *t->task);
+        if (!t->task) {
+            tr__op_discard(&t->base);
+            return TR_ENOMEM;
+        }
+        atomic_init(&t->task->refs, 2); /* the op's and the caller's */
+        atomic_init(&t->task->progress, 0);
+        atomic_init(&t->task->status, TR_PENDING);
+    }
     /* A repeating timer is re-armed from its previous deadline, so the ticks
      * do not drift by the time each callback takes. */
     ev_timer_init(&t->timer, ticker_fired, interval, interval);
     t->timer.data = t;
-    return tr__op_submit(rt, port, token, &t->base);
-}
-
-/* ---- sleep_all: n concurrent children, joined ------------------------------- */
-
-typedef struct sleep_all_op {
-    tr__op_t base;
-    size_t n, remaining;
-    ev_timer kids[];
-} sleep_all_op;
-
-static void sleep_all_child_fired(struct ev_loop *loop, ev_timer *w, int revents) {
-    (void)loop;
-    (void)revents;
-    sleep_all_op *s = w->data;
-    if (--s->remaining == 0) tr__op_finish(&s->base, TR_OK, (int64_t)s->n, NULL);
-}
-
-static void sleep_all_start(tr__op_t *op) {
-    sleep_all_op *s = (sleep_all_op *)op;
-    if (s->n == 0) {
-        tr__op_finish(op, TR_OK, 0, NULL);
-        return;
+    tr_task_t *handle = t->task;
+    int rc = tr__op_submit(rt, port, token, &t->base);
+    if (task) {
+        if (rc == TR_OK) *task = handle;
+        else task_unref(handle); /* the discarded op dropped its own reference */
     }
-    for (size_t i = 0; i < s->n; i++) ev_timer_start(op->rt->loop, &s->kids[i]);
-}
-
-static void sleep_all_cancel(tr__op_t *op) {
-    sleep_all_op *s = (sleep_all_op *)op;
-    for (size_t i = 0; i < s->n; i++) ev_timer_stop(op->rt->loop, &s->kids[i]);
-    tr__op_finish(op, TR_CANCELLED, (int64_t)(s->n - s->remaining), NULL);
-}
-
-static const tr__op_vtable_t sleep_all_vt = {"sleep_all", sleep_all_start, sleep_all_cancel, NULL};
-
-int tr_sleep_all(tr_runtime_t *rt, tr_port_t *port, uint64_t token, const double *delays, size_t n) {
-    if (n && !delays) return TR_EINVAL;
-    if (n > (SIZE_MAX - sizeof(sleep_all_op)) / sizeof(ev_timer)) return TR_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (!tr__valid_seconds(delays[i])) return TR_EINVAL;
-    sleep_all_op *s = (sleep_all_op *)tr__op_alloc(rt, sizeof *s + n * sizeof(ev_timer), &sleep_all_vt);
-    if (!s) return TR_ENOMEM;
-    s->n = s->remaining = n;
-    for (size_t i = 0; i < n; i++) {
-        ev_timer_init(&s->kids[i], sleep_all_child_fired, delays[i], 0.);
-        s->kids[i].data = s;
-    }
-    return tr__op_submit(rt, port, token, &s->base);
+    return rc;
 }
 
 /* ---- timeout: an operation timer raced against a deadline ------------------- */

@@ -35,11 +35,19 @@ enum tr_status {
     TR_EINVAL = 4,     /* an argument is out of range */
     TR_ESHUTDOWN = 5,  /* the runtime is shutting down or shut down */
     TR_ECLOSED = 6,    /* the port or channel is closed */
-    TR_ETHREAD = 7     /* a thread could not be started */
+    TR_ETHREAD = 7,    /* a thread could not be started */
+    TR_EFULL = 8,      /* a channel is full (non-blocking send) */
+    TR_EEMPTY = 9,     /* a channel is empty (non-blocking receive) */
+    TR_EBUSY = 10,     /* a mutex is locked (non-blocking lock) */
+    TR_PENDING = 11    /* not finished yet: a waiter was queued, a task still runs */
 };
 
 typedef struct tr_runtime tr_runtime_t;
 typedef struct tr_port tr_port_t;
+typedef struct tr_channel tr_channel_t;
+typedef struct tr_mutex tr_mutex_t;
+typedef struct tr_waiter tr_waiter_t;
+typedef struct tr_task tr_task_t;
 
 typedef struct tr_config {
     int worker_threads;      /* 1..TR_MAX_WORKERS (see tr_max_workers()) */
@@ -55,21 +63,14 @@ typedef struct tr_completion {
     void *payload;    /* NULL, or owned by the drainer: free with tr_payload_free() */
 } tr_completion_t;
 
-/* A payload holding a vector of NUL-terminated strings (channel_demo's result).
- * Every payload starts with its own destructor; tr_payload_free() calls it. */
-typedef struct tr_strvec {
-    void (*destroy)(void *self);
-    size_t len;
-    char **items;
-} tr_strvec_t;
-
 typedef struct tr_stats {
-    uint64_t pending;    /* ops submitted and not yet finished */
+    uint64_t pending;    /* ops submitted and not yet finished, plus queued waiters */
     uint64_t submitted;  /* ops ever accepted */
     uint64_t completed;  /* ops finished with any status but TR_CANCELLED */
     uint64_t cancelled;  /* ops finished with TR_CANCELLED */
     uint64_t live_ops;   /* op structs allocated and not yet freed */
     uint64_t ports;      /* ports allocated and not yet freed */
+    uint64_t waiters;    /* channel/mutex waiters queued for a port (also in pending) */
     int32_t worker_threads;
     int32_t running;     /* 1 until shutdown starts */
 } tr_stats_t;
@@ -84,6 +85,14 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out);
  * join every thread, and free the libev loop.  Idempotent; any thread but the
  * runtime's own.  Blocks until the threads are joined. */
 void tr_runtime_shutdown(tr_runtime_t *rt);
+
+/* The same, waiting at most timeout seconds (negative: forever) for the
+ * threads to stop.  TR_OK: everything is joined and freed.  TR_TIMEDOUT: no
+ * new work is accepted and every op is being cancelled, but a thread is still
+ * busy; call it again (or tr_runtime_shutdown) to finish the job.
+ * TR_EINVAL: timeout is NaN.  Port waiters of channels and mutexes are not
+ * touched: their owner (the Python shim) releases them. */
+int tr_runtime_shutdown_timeout(tr_runtime_t *rt, double timeout);
 
 /* The owner is done with it: shut it down (as above) and drop the owner's
  * reference.  The memory is freed when the last port is released too.  Any
@@ -146,15 +155,20 @@ int tr_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double seconds);
 /* A repeating timer that fires count times, interval apart.  After each tick
  * a progress record carries the number of ticks so far; records are
  * coalesced, so one record may account for several ticks, but value only
- * grows and the final record (TR_OK, value == count) comes last. */
+ * grows and the final record (TR_OK, value == count) comes last.
+ * If task is not NULL, *task receives a handle (owned by the caller, free it
+ * with tr_task_release) whose progress and status any thread can read while
+ * the consumer is busy; it is set only when TR_OK is returned. */
 int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count,
-              double interval);
+              double interval, tr_task_t **task);
 
-/* n concurrent child timers (delays[i] seconds each), joined: the final
- * record (TR_OK, value n) comes when the last child fires.  Cancelling it
- * stops every child still armed. */
-int tr_sleep_all(tr_runtime_t *rt, tr_port_t *port, uint64_t token,
-                 const double *delays, size_t n);
+/* Ticks done so far.  Any thread, lock-free. */
+uint64_t tr_task_progress(const tr_task_t *task);
+/* TR_PENDING while the task runs, then its final status (TR_OK or
+ * TR_CANCELLED).  Any thread, lock-free. */
+int tr_task_status(const tr_task_t *task);
+/* Drop the caller's handle.  The task itself runs on.  Any thread. */
+void tr_task_release(tr_task_t *task);
 
 /* A timer of op_seconds raced against a timeout of timeout_seconds.  The
  * operation wins ties (like tokio::time::timeout, which polls the inner future
@@ -170,13 +184,84 @@ int tr_timeout_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token,
 int tr_counter_demo(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t tasks,
                     double delay);
 
-/* A bounded channel of the given capacity between a producer task, which
- * sends "Message {i}" for i in [0, messages) and sleeps interval after each
- * send, then closes the channel, and a consumer task that receives until the
- * channel is closed and drained.  Final record: TR_OK with a tr_strvec_t
- * payload of the received messages, in order. */
-int tr_channel_demo(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t messages,
-                    size_t capacity, double interval);
+/* For tests: occupy one worker thread for seconds (it cannot be cancelled),
+ * as a slow native task would.  Returns TR_OK, TR_EINVAL or TR_ESHUTDOWN. */
+int tr_debug_stall_worker(tr_runtime_t *rt, double seconds);
+
+/* ---- waiters -------------------------------------------------------------
+ * An asynchronous wait on a channel or a mutex, queued for a port.  When it
+ * is woken, its record (token, TR_OK, final) reaches the port; the consumer
+ * then retries (a channel) or owns the lock (a mutex).  The caller owns one
+ * reference and must give it back with tr_waiter_release() exactly once,
+ * whatever happened, after the record arrived or when it stops waiting.
+ *
+ * tr_waiter_release returns 1 if the waiter had been woken (the wake is the
+ * caller's: if it will not act on it, it must pass it on, with
+ * tr_channel_notify or tr_mutex_unlock) and 0 if it was still queued (it is
+ * removed; no record will come).  A wake that cannot reach its port is
+ * passed on automatically, exactly once: a waiter whose port is closed is
+ * skipped, and a record dropped because its port was closed or let go
+ * passes its wake on, unless tr_waiter_release had already returned 1 for
+ * it.  tr_waiter_release then returns 0: there is nothing left to pass on.
+ * Any thread. */
+int tr_waiter_release(tr_waiter_t *waiter);
+
+/* ---- channels ------------------------------------------------------------
+ * A bounded FIFO of 64-bit items, safe from any number of threads.  Blocking
+ * calls release nothing but the channel lock while they wait.  Every function
+ * is safe from any thread. */
+enum tr_direction { TR_RECV = 0, TR_SEND = 1 };
+
+/* capacity: 1 .. 2**40.  The caller owns one reference. */
+int tr_channel_new(size_t capacity, tr_channel_t **out);
+void tr_channel_release(tr_channel_t *ch);
+/* TR_OK, TR_EFULL or TR_ECLOSED. */
+int tr_channel_try_send(tr_channel_t *ch, uint64_t item);
+/* TR_OK (*item set), TR_EEMPTY, or TR_ECLOSED (closed and drained). */
+int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item);
+/* Up to max items, oldest first, into items[]; *n is how many.  TR_OK (n >= 1),
+ * TR_EEMPTY or TR_ECLOSED (closed and drained). */
+int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n);
+/* Wait up to timeout seconds (negative: forever) for room / an item.
+ * TR_OK, TR_TIMEDOUT, TR_ECLOSED, or TR_EINVAL (NaN timeout, NULL item).
+ * Items stay strictly FIFO; blocked threads are woken oldest first, but one
+ * that is woken may lose the item to a concurrent try_* call and queue again. */
+int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout);
+int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout);
+/* Queue an asynchronous waiter for room (TR_SEND) or an item (TR_RECV), or
+ * for close.  TR_OK: ready now, no waiter (retry at once).  TR_PENDING:
+ * *waiter is queued.  TR_ESHUTDOWN: the port's runtime is shut down;
+ * TR_ECLOSED: the port is closed; TR_EINVAL: bad direction, NULL port or
+ * waiter, token 0; TR_ENOMEM. */
+int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t token,
+                    tr_waiter_t **waiter);
+/* Pass on an unused wake: wake one waiter of that direction if it could now
+ * proceed. */
+void tr_channel_notify(tr_channel_t *ch, int direction);
+/* Wake every waiter; later sends fail, queued items stay receivable.
+ * Idempotent. */
+void tr_channel_close(tr_channel_t *ch);
+int tr_channel_closed(tr_channel_t *ch);
+size_t tr_channel_len(tr_channel_t *ch);
+size_t tr_channel_capacity(tr_channel_t *ch);
+
+/* ---- mutexes -------------------------------------------------------------
+ * A FIFO lock with direct hand-off: unlocking gives the lock to the oldest
+ * waiter, thread or port alike.  Not tied to a thread: any thread may unlock.
+ * Every function is safe from any thread. */
+int tr_mutex_new(tr_mutex_t **out);
+void tr_mutex_release(tr_mutex_t *m);
+/* TR_OK (now held) or TR_EBUSY. */
+int tr_mutex_try_lock(tr_mutex_t *m);
+/* TR_OK, TR_TIMEDOUT (negative timeout: forever) or TR_EINVAL (NaN). */
+int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout);
+/* TR_OK: held now, no waiter.  TR_PENDING: *waiter queued; its record means
+ * the lock was handed to it.  TR_ESHUTDOWN: the port's runtime is shut down;
+ * TR_ECLOSED, TR_EINVAL, TR_ENOMEM as for tr_channel_wait. */
+int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter);
+/* TR_OK, or TR_EINVAL if it was not locked. */
+int tr_mutex_unlock(tr_mutex_t *m);
+int tr_mutex_locked(tr_mutex_t *m);
 
 /* Name the calling thread "{prefix}-{suffix}" (cut to 15 bytes), so that
  * non-runtime helper threads line up in top -H.  Returns 0 or an errno. */

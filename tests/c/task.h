@@ -39,10 +39,9 @@
     X(ticker_zero_interval)          \
     X(ticker_count_zero)             \
     X(ticker_cancel)                 \
-    X(sleep_all_empty)               \
-    X(sleep_all_many)                \
-    X(sleep_all_invalid)             \
-    X(sleep_all_cancel)              \
+    X(ticker_task_progress)          \
+    X(ticker_task_finish)            \
+    X(ticker_task_outlives_runtime)  \
     X(timeout_tie_rule)              \
     X(timeout_ties_many)             \
     X(timeout_invalid_and_cancel)    \
@@ -53,19 +52,32 @@
     X(counter_cancel_after_submit)   \
     X(counter_cancel_mid_flight)     \
     X(counter_cancel_storm)          \
-    X(channel_demo_zero)             \
-    X(channel_demo_five)             \
-    X(channel_demo_above_capacity)   \
-    X(channel_demo_invalid)          \
-    X(channel_demo_cancel)           \
-    X(channel_demo_port_close)       \
     X(chan_new_invalid)              \
-    X(chan_fifo_try)                 \
+    X(chan_fifo_order)               \
+    X(chan_ring_growth)              \
     X(chan_close_semantics)          \
-    X(chan_waiter_handover)          \
-    X(chan_cancel_waiter)            \
-    X(chan_free_items)               \
+    X(chan_recv_many)                \
+    X(chan_blocking_timeout)         \
+    X(chan_blocking_wakeup)          \
     X(chan_stress_mpmc)              \
+    X(chan_wait_port)                \
+    X(chan_wait_invalid)             \
+    X(chan_wait_one_per_item)        \
+    X(chan_wait_close)               \
+    X(chan_notify_passes_wake)       \
+    X(chan_wait_closed_port_skipped) \
+    X(chan_wait_dropped_record)      \
+    X(chan_wait_shutdown)            \
+    X(mutex_basic)                   \
+    X(mutex_lock_timeout)            \
+    X(mutex_fifo_threads)            \
+    X(mutex_wait_port)               \
+    X(mutex_fifo_mixed)              \
+    X(mutex_wait_release_woken)      \
+    X(mutex_wait_closed_port)        \
+    X(mutex_wait_dropped_record)     \
+    X(mutex_wait_shutdown)           \
+    X(mutex_stress)                  \
     X(port_new_invalid)              \
     X(port_close_drops_records)      \
     X(port_close_cancels_ops)        \
@@ -78,6 +90,10 @@
     X(shutdown_ops_in_flight)        \
     X(shutdown_dispatcher_sees_end)  \
     X(shutdown_release_with_records) \
+    X(shutdown_timeout_stalled)      \
+    X(shutdown_timeout_idle)         \
+    X(shutdown_timeout_then_release) \
+    X(stall_worker)                  \
     X(optable_basic)                 \
     X(optable_wraparound)            \
     X(optable_random_model)

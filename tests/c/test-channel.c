@@ -1,542 +1,867 @@
 /*
- * test-channel.c - channel_demo through the public API, and the internal
- * channel (tr__chan_*) directly, single-threaded and under contention.
+ * test-channel.c - the public channel (tr_channel_*): a bounded FIFO of
+ * 64-bit items, used by threads (try and blocking calls) and by event loops
+ * (port waiters, woken to retry), alone and under contention.
+ *
+ * Where a test needs a thread to be blocked inside the channel before it
+ * goes on, it waits until the thread is about to call in, then gives it
+ * SETTLE seconds: nothing public tells a queued thread from a runnable one,
+ * and the margin is wide for a call that blocks within microseconds.
  */
-#include "internal.h"
 #include "task.h"
 
-#include <errno.h>
 #include <math.h>
+
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 
-/* ---- channel_demo ------------------------------------------------------------ */
+#define SETTLE 0.05
+#define CAP_MAX ((size_t)1 << 40)
 
-static void check_messages(const tr_completion_t *c, uint64_t n) {
-    ASSERT_EQ(c->final, 1);
-    ASSERT_EQ(c->status, TR_OK);
-    ASSERT_EQ(c->value, n);
-    ASSERT_NOT_NULL(c->payload);
-    const tr_strvec_t *v = c->payload;
-    ASSERT_EQ(v->len, n);
-    for (uint64_t i = 0; i < n; i++) {
-        char want[32];
-        snprintf(want, sizeof want, "Message %" PRIu64, i);
-        ASSERT_STR_EQ(v->items[i], want);
-    }
+static tr_channel_t *new_channel(size_t capacity) {
+    tr_channel_t *ch = NULL;
+    ASSERT_EQ(tr_channel_new(capacity, &ch), TR_OK);
+    ASSERT_NOT_NULL(ch);
+    return ch;
 }
 
-static void run_channel_demo(uint64_t messages, size_t capacity, double interval) {
-    tr_runtime_t *rt = tt_runtime(2);
-    tr_port_t *port = tt_port(rt, 1);
-    double t0 = tt_now();
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, messages, capacity, interval), TR_OK);
-    tr_completion_t c;
-    tt_wait_one(rt, port, &c, 30.0);
-    /* the producer sleeps after every send, the last one included */
-    ASSERT_DBL_CMP(tt_now() - t0, >=, (double)messages * interval * 0.9);
-    check_messages(&c, messages);
-    tr_payload_free(c.payload);
-    tr_stats_t s = tt_stats(rt);
-    ASSERT_EQ(s.pending, 0);
-    ASSERT_EQ(s.live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt);
+static uint64_t recv_one(tr_channel_t *ch) {
+    uint64_t item = 0;
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    return item;
 }
 
-TEST_IMPL(channel_demo_zero) { run_channel_demo(0, 32, 0.0005); }
-
-TEST_IMPL(channel_demo_five) { run_channel_demo(5, 32, 0.0005); }
-
-TEST_IMPL(channel_demo_above_capacity) {
-    run_channel_demo(100, 32, 0.0005);
-    /* No pause: the producer keeps meeting a full buffer or a waiting
-     * consumer, so hand-overs and blocked sends both happen. */
-    run_channel_demo(tt_scaled(2000), 1, 0.0);
-    run_channel_demo(tt_scaled(2000), 3, 0.0);
-}
-
-TEST_IMPL(channel_demo_invalid) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, 5, 0, 0.0), TR_EINVAL);
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, 5, 4, NAN), TR_EINVAL);
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, 5, 4, -1.0), TR_EINVAL);
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, UINT64_MAX, 4, 0.0), TR_EINVAL);
-    ASSERT_EQ(tr_channel_demo(rt, port, 0, 5, 4, 0.0), TR_EINVAL);
-    tr_stats_t s = tt_stats(rt);
-    ASSERT_EQ(s.submitted, 0);
-    ASSERT_EQ(s.live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt);
-}
-
-TEST_IMPL(channel_demo_cancel) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    tr_completion_t c;
-
-    /* Mid-way: some messages were received, the producer is pausing. */
-    ASSERT_EQ(tr_channel_demo(rt, port, 1, 1000, 32, 0.001), TR_OK);
-    ASSERT_EQ(tr_sleep(rt, port, 2, 0.03), TR_OK);
-    tt_wait_one(rt, port, &c, 5.0);
-    ASSERT_EQ(c.token, 2);
-    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
-    tt_wait_one(rt, port, &c, 5.0);
-    ASSERT_EQ(c.token, 1);
-    ASSERT_EQ(c.status, TR_CANCELLED);
-    ASSERT_NULL(c.payload); /* the partial result is freed, not delivered */
-
-    /* At once, and in a storm with no pauses, so the cancel lands in every
-     * state: send blocked, receive blocked, wake-up fed but not yet run. */
-    size_t n = tt_scaled(200);
-    for (size_t i = 1; i <= n; i++) {
-        ASSERT_EQ(tr_channel_demo(rt, port, 100 + i, 50 + i % 7, 1 + i % 3, 0.0), TR_OK);
-        if (i % 2) ASSERT_EQ(tr_cancel(rt, 100 + i), TR_OK);
-        if (i > 5) ASSERT_EQ(tr_cancel(rt, 100 + i - 5), TR_OK);
-    }
-    for (size_t got = 0; got < n; got++) {
-        tt_wait_one(rt, port, &c, 10.0);
-        ASSERT(c.token > 100 && c.token <= 100 + n);
-        if (c.status == TR_OK) {
-            check_messages(&c, 50 + (c.token - 100) % 7);
-            tr_payload_free(c.payload);
-        } else {
-            ASSERT_EQ(c.status, TR_CANCELLED);
-            ASSERT_NULL(c.payload);
-        }
-    }
-    tt_expect_quiet(rt, port, 0.02);
-    tr_stats_t s = tt_stats(rt);
-    ASSERT_EQ(s.pending, 0);
-    ASSERT_EQ(s.live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt); /* the sanitizers check that no message leaked */
-}
-
-TEST_IMPL(channel_demo_port_close) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    for (uint64_t i = 1; i <= 20; i++)
-        ASSERT_EQ(tr_channel_demo(rt, port, i, 100 * i, 4, i % 2 ? 0.0 : 0.001), TR_OK);
-    tt_sleep(0.01);
-    tr_port_close(port);
-    ASSERT(tt_wait_idle(rt, 5.0));
-    tr_completion_t c;
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 0);
-    ASSERT_EQ(tt_stats(rt).live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt);
-}
-
-/* ---- the channel itself ---------------------------------------------------- */
-
-#define ITEM(k) ((void *)(uintptr_t)(k))
-#define KEY(p) ((uintptr_t)(p))
-
-/* For single-threaded tests: a wake-up only needs counting. */
-typedef struct counted {
-    tr__chan_waiter_t w;
-    int wakes;
-} counted;
-
-static void count_wake(tr__chan_waiter_t *w) { ((counted *)w->ctx)->wakes++; }
-
-static void counted_init(counted *c, void *item) {
-    memset(c, 0, sizeof *c);
-    c->w.item = item;
-    c->w.wake = count_wake;
-    c->w.ctx = c;
-}
+/* ---- one thread ------------------------------------------------------------ */
 
 TEST_IMPL(chan_new_invalid) {
-    tr__chan_t *ch = NULL;
-    ASSERT_EQ(tr__chan_new(0, NULL, &ch), TR_EINVAL);
-    ASSERT_EQ(tr__chan_new(SIZE_MAX, NULL, &ch), TR_EINVAL);
-    ASSERT_NULL(ch);
-    tr__chan_free(NULL);
+    char m;
+    tr_channel_t *marker = (tr_channel_t *)(void *)&m, *ch = marker;
+    const size_t bad[] = {0, CAP_MAX + 1, SIZE_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ(tr_channel_new(bad[i], &ch), TR_EINVAL);
+        ASSERT(ch == marker); /* untouched on error */
+    }
+    ASSERT_EQ(tr_channel_new(4, NULL), TR_EINVAL);
+    tr_channel_release(NULL); /* allowed, does nothing */
+
+    ch = new_channel(1);
+    ASSERT_EQ(tr_channel_capacity(ch), 1);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+    ASSERT_EQ(tr_channel_closed(ch), 0);
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_EFULL);
+    tr_channel_release(ch); /* with an item still in it */
+
+    /* The largest capacity is allocated on demand: this would need eight
+     * terabytes up front. */
+    ch = new_channel(CAP_MAX);
+    ASSERT_EQ(tr_channel_capacity(ch), CAP_MAX);
+    for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(tr_channel_try_send(ch, i), TR_OK);
+    ASSERT_EQ(tr_channel_len(ch), 1000);
+    for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(recv_one(ch), i);
+    tr_channel_release(ch);
 }
 
-TEST_IMPL(chan_fifo_try) {
-    tr__chan_t *ch;
-    ASSERT_EQ(tr__chan_new(4, NULL, &ch), TR_OK);
-    void *item;
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR__PENDING);
-    for (uintptr_t k = 1; k <= 4; k++) ASSERT_EQ(tr__chan_try_send(ch, ITEM(k)), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(5)), TR__PENDING); /* full */
-    ASSERT_EQ(tr__chan_len(ch), 4);
+TEST_IMPL(chan_fifo_order) {
+    tr_channel_t *ch = new_channel(4);
+    uint64_t item = 12345;
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_EEMPTY);
+    ASSERT_EQ(item, 12345); /* untouched */
+    ASSERT_EQ(tr_channel_try_recv(ch, NULL), TR_EINVAL);
+    /* Every 64-bit value is an item, 0 and all ones included. */
+    ASSERT_EQ(tr_channel_try_send(ch, 0), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, UINT64_MAX), TR_OK);
+    ASSERT_EQ(recv_one(ch), 0);
+    ASSERT_EQ(recv_one(ch), UINT64_MAX);
+
+    for (uint64_t k = 1; k <= 4; k++) ASSERT_EQ(tr_channel_try_send(ch, k), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_EFULL);
+    ASSERT_EQ(tr_channel_len(ch), 4);
     /* Keep it between half and full for a while, so the ring wraps around
      * many times: the order must survive. */
-    uintptr_t next_in = 5, next_out = 1;
+    uint64_t next_in = 5, next_out = 1;
     for (int round = 0; round < 1000; round++) {
         int k = 1 + round % 3;
-        for (int i = 0; i < k; i++) {
-            ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-            ASSERT_EQ(KEY(item), next_out++);
-        }
-        for (int i = 0; i < k; i++) ASSERT_EQ(tr__chan_try_send(ch, ITEM(next_in++)), TR_OK);
-        ASSERT_EQ(tr__chan_len(ch), 4);
+        for (int i = 0; i < k; i++) ASSERT_EQ(recv_one(ch), next_out++);
+        for (int i = 0; i < k; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+        ASSERT_EQ(tr_channel_try_send(ch, 0), TR_EFULL);
+        ASSERT_EQ(tr_channel_len(ch), 4);
     }
-    while (tr__chan_try_recv(ch, &item) == TR_OK) ASSERT_EQ(KEY(item), next_out++);
+    while (tr_channel_try_recv(ch, &item) == TR_OK) ASSERT_EQ(item, next_out++);
     ASSERT_EQ(next_out, next_in);
-    ASSERT_EQ(tr__chan_len(ch), 0);
-    tr__chan_free(ch);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+    tr_channel_release(ch);
+}
+
+TEST_IMPL(chan_ring_growth) {
+    /* A capacity far above what is ever held.  Three in, one out: the ring
+     * has to grow while its head is in the middle, so growing must unwrap
+     * it in order. */
+    tr_channel_t *ch = new_channel(100000);
+    uint64_t next_in = 0, next_out = 0;
+    for (int round = 0; round < 5000; round++) {
+        for (int i = 0; i < 3; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+        ASSERT_EQ(recv_one(ch), next_out++);
+    }
+    ASSERT_EQ(tr_channel_len(ch), 10000);
+    size_t n;
+    uint64_t batch[64];
+    while (tr_channel_recv_many(ch, batch, 64, &n) == TR_OK)
+        for (size_t i = 0; i < n; i++) ASSERT_EQ(batch[i], next_out++);
+    ASSERT_EQ(next_out, next_in);
+    tr_channel_release(ch);
+
+    /* A capacity that is no power of two: the ring is bigger than the
+     * capacity, the capacity still holds, also after wrapping. */
+    ch = new_channel(100);
+    next_in = next_out = 0;
+    for (int i = 0; i < 100; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 999), TR_EFULL);
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 70; i++) ASSERT_EQ(recv_one(ch), next_out++);
+        for (int i = 0; i < 70; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+        ASSERT_EQ(tr_channel_try_send(ch, 999), TR_EFULL);
+        ASSERT_EQ(tr_channel_len(ch), 100);
+    }
+    while (tr_channel_len(ch)) ASSERT_EQ(recv_one(ch), next_out++);
+    ASSERT_EQ(next_out, next_in);
+    tr_channel_release(ch);
 }
 
 TEST_IMPL(chan_close_semantics) {
-    tr__chan_t *ch;
-    void *item;
-
-    /* Buffered items stay receivable after close; sends fail. */
-    ASSERT_EQ(tr__chan_new(2, NULL, &ch), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(1)), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(2)), TR_OK);
-    tr__chan_close(ch);
-    tr__chan_close(ch); /* idempotent */
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(3)), TR_ECLOSED);
-    counted s;
-    counted_init(&s, ITEM(3));
-    ASSERT_EQ(tr__chan_send(ch, &s.w), TR_ECLOSED);
-    ASSERT_EQ(KEY(s.w.item), 3); /* still the caller's */
-    ASSERT(!s.w.queued);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-    ASSERT_EQ(KEY(item), 1);
-    counted r;
-    counted_init(&r, NULL);
-    ASSERT_EQ(tr__chan_recv(ch, &r.w), TR_OK);
-    ASSERT_EQ(KEY(r.w.item), 2);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_ECLOSED);
-    ASSERT_EQ(tr__chan_recv(ch, &r.w), TR_ECLOSED);
-    ASSERT_EQ(s.wakes + r.wakes, 0); /* nothing waited, nothing woken */
-    tr__chan_free(ch);
-
-    /* Waiting receivers are woken once, with TR_ECLOSED. */
-    ASSERT_EQ(tr__chan_new(1, NULL, &ch), TR_OK);
-    counted r1, r2;
-    counted_init(&r1, NULL);
-    counted_init(&r2, NULL);
-    ASSERT_EQ(tr__chan_recv(ch, &r1.w), TR__PENDING);
-    ASSERT_EQ(tr__chan_recv(ch, &r2.w), TR__PENDING);
-    ASSERT(r1.w.queued && r2.w.queued);
-    tr__chan_close(ch);
-    ASSERT_EQ(r1.wakes, 1);
-    ASSERT_EQ(r2.wakes, 1);
-    ASSERT_EQ(r1.w.status, TR_ECLOSED);
-    ASSERT_EQ(r2.w.status, TR_ECLOSED);
-    ASSERT(!r1.w.queued && !r2.w.queued);
-    ASSERT(!tr__chan_cancel(ch, &r1.w)); /* already completed */
-    tr__chan_close(ch);
-    ASSERT_EQ(r1.wakes, 1);
-    tr__chan_free(ch);
-
-    /* Waiting senders are woken with TR_ECLOSED and keep their items; what
-     * was buffered before the close is still delivered. */
-    ASSERT_EQ(tr__chan_new(1, NULL, &ch), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(10)), TR_OK);
-    counted s1;
-    counted_init(&s1, ITEM(11));
-    ASSERT_EQ(tr__chan_send(ch, &s1.w), TR__PENDING);
-    tr__chan_close(ch);
-    ASSERT_EQ(s1.wakes, 1);
-    ASSERT_EQ(s1.w.status, TR_ECLOSED);
-    ASSERT_EQ(KEY(s1.w.item), 11);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-    ASSERT_EQ(KEY(item), 10);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_ECLOSED);
-    tr__chan_free(ch);
+    tr_channel_t *ch = new_channel(2);
+    uint64_t item;
+    size_t n = 99;
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_OK);
+    tr_channel_close(ch);
+    tr_channel_close(ch); /* idempotent */
+    ASSERT_EQ(tr_channel_closed(ch), 1);
+    /* Sends fail, the blocking one at once (no room would ever come). */
+    ASSERT_EQ(tr_channel_try_send(ch, 3), TR_ECLOSED);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_channel_send_blocking(ch, 3, -1.0), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_len(ch), 2);
+    /* Queued items are still delivered, in order... */
+    ASSERT_EQ(recv_one(ch), 1);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_OK);
+    ASSERT_EQ(item, 2);
+    /* ...then every receive says closed, the blocking one at once too. */
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_recv_many(ch, &item, 1, &n), TR_ECLOSED);
+    ASSERT_EQ(n, 0);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+    tr_channel_release(ch);
 }
 
-TEST_IMPL(chan_waiter_handover) {
-    tr__chan_t *ch;
-    void *item;
-    ASSERT_EQ(tr__chan_new(2, NULL, &ch), TR_OK);
+TEST_IMPL(chan_recv_many) {
+    tr_channel_t *ch = new_channel(8);
+    uint64_t items[16];
+    size_t n = 99;
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_EEMPTY);
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(tr_channel_recv_many(ch, NULL, 16, &n), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 0, &n), TR_EINVAL);
 
-    /* A send meeting a waiting receiver hands the item straight over. */
-    counted r;
-    counted_init(&r, NULL);
-    ASSERT_EQ(tr__chan_recv(ch, &r.w), TR__PENDING);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(1)), TR_OK);
-    ASSERT_EQ(r.wakes, 1);
-    ASSERT_EQ(r.w.status, TR_OK);
-    ASSERT_EQ(KEY(r.w.item), 1);
-    ASSERT_EQ(tr__chan_len(ch), 0);
-    counted s;
-    counted_init(&s, NULL);
-    ASSERT_EQ(tr__chan_recv(ch, &r.w), TR__PENDING);
-    s.w.item = ITEM(2);
-    ASSERT_EQ(tr__chan_send(ch, &s.w), TR_OK); /* the waiter form, same thing */
-    ASSERT_EQ(r.wakes, 2);
-    ASSERT_EQ(KEY(r.w.item), 2);
-    ASSERT_EQ(s.wakes, 0);
+    for (uint64_t k = 1; k <= 5; k++) ASSERT_EQ(tr_channel_try_send(ch, k), TR_OK);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 3, &n), TR_OK); /* at most max */
+    ASSERT_EQ(n, 3);
+    for (size_t i = 0; i < n; i++) ASSERT_EQ(items[i], i + 1);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK); /* what there is */
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(items[0], 4);
+    ASSERT_EQ(items[1], 5);
+    ASSERT_EQ(tr_channel_len(ch), 0);
 
-    /* Senders of a full channel wait in line; each receive moves the
-     * oldest waiting item into the buffer, so the order is A B C D. */
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(0xA)), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(0xB)), TR_OK);
-    counted sc, sd;
-    counted_init(&sc, ITEM(0xC));
-    counted_init(&sd, ITEM(0xD));
-    ASSERT_EQ(tr__chan_send(ch, &sc.w), TR__PENDING);
-    ASSERT_EQ(tr__chan_send(ch, &sd.w), TR__PENDING);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-    ASSERT_EQ(KEY(item), 0xA);
-    ASSERT_EQ(sc.wakes, 1);
-    ASSERT_EQ(sc.w.status, TR_OK);
-    ASSERT_EQ(sd.wakes, 0);
-    ASSERT_EQ(tr__chan_len(ch), 2);
-    counted_init(&r, NULL);
-    ASSERT_EQ(tr__chan_recv(ch, &r.w), TR_OK); /* an item is there: no wait */
-    ASSERT_EQ(KEY(r.w.item), 0xB);
-    ASSERT_EQ(r.wakes, 0);
-    ASSERT_EQ(sd.wakes, 1);
-    const uintptr_t rest[] = {0xC, 0xD};
-    for (int i = 0; i < 2; i++) {
-        ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-        ASSERT_EQ(KEY(item), rest[i]);
-    }
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR__PENDING);
-    tr__chan_free(ch);
+    /* Across the end of the ring. */
+    uint64_t next_in = 10, next_out = 10;
+    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+    for (int i = 0; i < 4; i++) ASSERT_EQ(recv_one(ch), next_out++);
+    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK);
+    ASSERT_EQ(n, 8);
+    for (size_t i = 0; i < n; i++) ASSERT_EQ(items[i], next_out++);
+
+    /* After close: the rest, then TR_ECLOSED. */
+    ASSERT_EQ(tr_channel_try_send(ch, 77), TR_OK);
+    tr_channel_close(ch);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(items[0], 77);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_ECLOSED);
+    ASSERT_EQ(n, 0);
+    tr_channel_release(ch);
 }
 
-TEST_IMPL(chan_cancel_waiter) {
-    tr__chan_t *ch;
-    void *item;
-    ASSERT_EQ(tr__chan_new(1, NULL, &ch), TR_OK);
+TEST_IMPL(chan_blocking_timeout) {
+    tr_channel_t *ch = new_channel(1);
+    uint64_t item = 12345;
+    double t0 = tt_now();
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.05), TR_TIMEDOUT);
+    double took = tt_now() - t0;
+    ASSERT_DBL_CMP(took, >=, 0.045);
+    ASSERT_DBL_CMP(took, <, 2.0);
+    ASSERT_EQ(item, 12345);
+    t0 = tt_now();
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.0), TR_TIMEDOUT); /* a poll */
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, NULL, 0.0), TR_EINVAL);
 
-    /* Three receivers wait; the middle one gives up and is skipped. */
-    counted r[3];
-    for (int i = 0; i < 3; i++) {
-        counted_init(&r[i], NULL);
-        ASSERT_EQ(tr__chan_recv(ch, &r[i].w), TR__PENDING);
-    }
-    ASSERT(tr__chan_cancel(ch, &r[1].w));
-    ASSERT(!r[1].w.queued);
-    ASSERT(!tr__chan_cancel(ch, &r[1].w)); /* not queued any more */
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(1)), TR_OK);
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(2)), TR_OK);
-    ASSERT_EQ(KEY(r[0].w.item), 1);
-    ASSERT_EQ(KEY(r[2].w.item), 2);
-    ASSERT_EQ(r[0].wakes + r[1].wakes + r[2].wakes, 2);
-    ASSERT_EQ(r[1].wakes, 0);
-    ASSERT(!tr__chan_cancel(ch, &r[0].w)); /* completed: too late to cancel */
-    ASSERT_EQ(tr__chan_len(ch), 0);
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    t0 = tt_now();
+    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.05), TR_TIMEDOUT);
+    took = tt_now() - t0;
+    ASSERT_DBL_CMP(took, >=, 0.045);
+    ASSERT_DBL_CMP(took, <, 2.0);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.0), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_len(ch), 1); /* the timed-out sends left nothing */
 
-    /* The only waiter cancelled: the list is empty again and works. */
-    ASSERT_EQ(tr__chan_recv(ch, &r[0].w), TR__PENDING);
-    ASSERT(tr__chan_cancel(ch, &r[0].w));
-    ASSERT_EQ(tr__chan_try_send(ch, ITEM(3)), TR_OK); /* buffered: nobody waits */
-    ASSERT_EQ(tr__chan_len(ch), 1);
-
-    /* A cancelled sender keeps its item; the next one in line moves up. */
-    counted s1, s2;
-    counted_init(&s1, ITEM(4));
-    counted_init(&s2, ITEM(5));
-    ASSERT_EQ(tr__chan_send(ch, &s1.w), TR__PENDING);
-    ASSERT_EQ(tr__chan_send(ch, &s2.w), TR__PENDING);
-    ASSERT(tr__chan_cancel(ch, &s1.w));
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-    ASSERT_EQ(KEY(item), 3);
-    ASSERT_EQ(s2.wakes, 1);
-    ASSERT_EQ(s1.wakes, 0);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-    ASSERT_EQ(KEY(item), 5);
-    ASSERT_EQ(KEY(s1.w.item), 4);
-    ASSERT_EQ(tr__chan_try_recv(ch, &item), TR__PENDING);
-    tr__chan_free(ch);
+    /* Ready: no wait, whatever the timeout. */
+    t0 = tt_now();
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 30.0), TR_OK);
+    ASSERT_EQ(item, 7);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 9, 30.0), TR_OK);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_OK);
+    ASSERT_EQ(item, 9);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    tr_channel_release(ch);
 }
 
-static atomic_int freed_items;
+/* A thread making one blocking call. */
+typedef struct blocker {
+    tr_channel_t *ch;
+    int dir; /* TR_SEND or TR_RECV */
+    uint64_t item;
+    double timeout;
+    int rc;
+    double took;
+    atomic_bool started, done;
+    pthread_t tid;
+} blocker;
 
-static void count_free(void *item) {
-    atomic_fetch_add(&freed_items, 1);
-    free(item);
+static void *blocker_main(void *arg) {
+    blocker *b = arg;
+    atomic_store(&b->started, true);
+    double t0 = tt_now();
+    b->rc = b->dir == TR_SEND ? tr_channel_send_blocking(b->ch, b->item, b->timeout)
+                              : tr_channel_recv_blocking(b->ch, &b->item, b->timeout);
+    b->took = tt_now() - t0;
+    atomic_store(&b->done, true);
+    return NULL;
 }
 
-static void *new_item(int v) {
-    int *p = malloc(sizeof *p);
-    ASSERT_NOT_NULL(p);
-    *p = v;
-    return p;
+/* Start b and give it time to block in the channel. */
+static void blocker_start(blocker *b, tr_channel_t *ch, int dir, uint64_t item, double timeout) {
+    b->ch = ch;
+    b->dir = dir;
+    b->item = item;
+    b->timeout = timeout;
+    b->rc = -1;
+    atomic_init(&b->started, false);
+    atomic_init(&b->done, false);
+    ASSERT_EQ(pthread_create(&b->tid, NULL, blocker_main, b), 0);
+    while (!atomic_load(&b->started)) sched_yield();
+    tt_sleep(SETTLE);
 }
 
-TEST_IMPL(chan_free_items) {
-    tr__chan_t *ch;
-    ASSERT_EQ(tr__chan_new(4, count_free, &ch), TR_OK);
-    void *item;
-    /* Wrap the ring first, so the leftovers straddle its end. */
-    for (int i = 0; i < 3; i++) ASSERT_EQ(tr__chan_try_send(ch, new_item(i)), TR_OK);
-    for (int i = 0; i < 3; i++) {
-        ASSERT_EQ(tr__chan_try_recv(ch, &item), TR_OK);
-        ASSERT_EQ(*(int *)item, i);
-        free(item);
-    }
-    for (int i = 0; i < 3; i++) ASSERT_EQ(tr__chan_try_send(ch, new_item(i)), TR_OK);
-    tr__chan_close(ch);
-    tr__chan_free(ch);
-    ASSERT_EQ(atomic_load(&freed_items), 3);
+static void blocker_join(blocker *b) { ASSERT_EQ(pthread_join(b->tid, NULL), 0); }
+
+TEST_IMPL(chan_blocking_wakeup) {
+    tr_channel_t *ch = new_channel(1);
+    blocker a, b;
+
+    /* A receiver blocked with no deadline is woken by a send. */
+    blocker_start(&a, ch, TR_RECV, 0, -1.0);
+    ASSERT(!atomic_load(&a.done));
+    ASSERT_EQ(tr_channel_try_send(ch, 42), TR_OK);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_OK);
+    ASSERT_EQ(a.item, 42);
+    ASSERT_DBL_CMP(a.took, >=, SETTLE * 0.9);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+
+    /* A sender blocked on a full channel is woken by a receive, and its
+     * item goes in after the one that was there. */
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    blocker_start(&a, ch, TR_SEND, 2, 10.0);
+    ASSERT(!atomic_load(&a.done));
+    ASSERT_EQ(recv_one(ch), 1);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_OK);
+    ASSERT_EQ(recv_one(ch), 2);
+
+    /* Blocked receivers are served in the order they came, one per item. */
+    blocker_start(&a, ch, TR_RECV, 0, 10.0);
+    blocker_start(&b, ch, TR_RECV, 0, 10.0);
+    ASSERT_EQ(tr_channel_try_send(ch, 100), TR_OK);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_OK);
+    ASSERT_EQ(a.item, 100);
+    tt_sleep(SETTLE);
+    ASSERT(!atomic_load(&b.done)); /* not woken for an item it cannot have */
+    ASSERT_EQ(tr_channel_try_send(ch, 200), TR_OK);
+    blocker_join(&b);
+    ASSERT_EQ(b.rc, TR_OK);
+    ASSERT_EQ(b.item, 200);
+
+    /* A receiver that timed out left the queue: the next item goes to the
+     * one blocked after it (a stale entry would take the wake, and worse,
+     * point into a returned stack frame). */
+    uint64_t item;
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.01), TR_TIMEDOUT);
+    blocker_start(&a, ch, TR_RECV, 0, 10.0);
+    ASSERT_EQ(tr_channel_try_send(ch, 300), TR_OK);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_OK);
+    ASSERT_EQ(a.item, 300);
+    ASSERT_DBL_CMP(a.took, <, 5.0);
+
+    /* Close wakes blocked receivers (nothing left: TR_ECLOSED)... */
+    blocker_start(&a, ch, TR_RECV, 0, 10.0);
+    tr_channel_close(ch);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_ECLOSED);
+    ASSERT_DBL_CMP(a.took, <, 5.0);
+    tr_channel_release(ch);
+
+    /* ...and blocked senders, whose item stays out. */
+    ch = new_channel(1);
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    blocker_start(&a, ch, TR_SEND, 2, -1.0);
+    tr_channel_close(ch);
+    blocker_join(&a);
+    ASSERT_EQ(a.rc, TR_ECLOSED);
+    ASSERT_EQ(tr_channel_len(ch), 1);
+    ASSERT_EQ(recv_one(ch), 1);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
+    tr_channel_release(ch);
 }
 
-/* ---- many threads ----------------------------------------------------------
- * Producers and consumers block through the waiter API, with a condvar
- * behind wake().  One consumer also gives up on waits after a millisecond and
- * cancels them, which races cancel against wake: the item must then be
- * delivered by the wake, never lost and never twice. */
+/* ---- many threads --------------------------------------------------------------
+ * Producers and consumers with every kind of call: blocking with and
+ * without deadlines, try, recv_many.  Each item is (producer << 32) | seq.
+ * Every item must arrive exactly once, and each consumer must see each
+ * producer's items in the order they were sent. */
 
-typedef struct sync_waiter {
-    tr__chan_waiter_t w;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool woken;
-} sync_waiter;
-
-static void sync_wake(tr__chan_waiter_t *w) {
-    sync_waiter *s = w->ctx;
-    /* Signal under the lock: once woken is seen, s may be reused at once. */
-    pthread_mutex_lock(&s->mu);
-    s->woken = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void sync_init(sync_waiter *s) {
-    memset(&s->w, 0, sizeof s->w);
-    s->w.wake = sync_wake;
-    s->w.ctx = s;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
-static void sync_destroy(sync_waiter *s) {
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-}
-
-static void sync_wait(sync_waiter *s) {
-    pthread_mutex_lock(&s->mu);
-    while (!s->woken) pthread_cond_wait(&s->cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Wait up to 1 ms; false if it timed out without a wake. */
-static bool sync_wait_briefly(sync_waiter *s) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += 1000000;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&s->mu);
-    while (!s->woken && pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT) {
-    }
-    bool woken = s->woken;
-    pthread_mutex_unlock(&s->mu);
-    return woken;
-}
-
-enum { STRESS_PRODUCERS = 4, STRESS_CONSUMERS = 2 };
+enum { STRESS_PRODUCERS = 4, STRESS_CONSUMERS = 3 };
 
 typedef struct stress {
-    tr__chan_t *ch;
+    tr_channel_t *ch;
     size_t per_producer;
-    atomic_uint *seen;        /* per item: times received */
-    atomic_size_t cancels;    /* waits given up in time */
-    atomic_size_t lost_races; /* cancels that came too late */
+    atomic_uint *seen;     /* per item: times received */
+    atomic_size_t received;
 } stress;
 
 typedef struct stress_thread {
     stress *st;
     int index;
     pthread_t tid;
-    size_t received;
+    /* consumers: per producer, 1 + the last seq seen (0: none yet) */
+    uint64_t next[STRESS_PRODUCERS];
 } stress_thread;
 
-static void *producer_main(void *arg) {
+static void *stress_producer(void *arg) {
     stress_thread *me = arg;
     stress *st = me->st;
-    sync_waiter s;
-    sync_init(&s);
     for (size_t i = 0; i < st->per_producer; i++) {
-        /* items are 1-based numbers, so none is NULL */
-        s.w.item = ITEM((size_t)me->index * st->per_producer + i + 1);
-        s.woken = false;
-        int rc = tr__chan_send(st->ch, &s.w);
-        if (rc == TR__PENDING) {
-            sync_wait(&s);
-            rc = s.w.status;
+        uint64_t item = (uint64_t)me->index << 32 | i;
+        int rc;
+        switch (me->index) {
+        case 0: rc = tr_channel_send_blocking(st->ch, item, -1.0); break;
+        case 1: /* short deadlines: timeouts race with wakes */
+            while ((rc = tr_channel_send_blocking(st->ch, item, 0.001)) == TR_TIMEDOUT) {
+            }
+            break;
+        case 2: /* try first, as a non-blocking caller would */
+            rc = tr_channel_try_send(st->ch, item);
+            if (rc == TR_EFULL) rc = tr_channel_send_blocking(st->ch, item, -1.0);
+            break;
+        default: rc = tr_channel_send_blocking(st->ch, item, 30.0); break;
         }
         ASSERT_EQ(rc, TR_OK);
     }
-    sync_destroy(&s);
     return NULL;
 }
 
-static void *consumer_main(void *arg) {
+static void stress_got(stress_thread *me, uint64_t item) {
+    stress *st = me->st;
+    uint64_t p = item >> 32, seq = item & 0xffffffffu;
+    ASSERT_LT(p, STRESS_PRODUCERS);
+    ASSERT_LT(seq, st->per_producer);
+    ASSERT_GE(seq, me->next[p]); /* each producer's items in its order */
+    me->next[p] = seq + 1;
+    atomic_fetch_add(&st->seen[p * st->per_producer + seq], 1);
+    atomic_fetch_add(&st->received, 1);
+}
+
+static void *stress_consumer(void *arg) {
     stress_thread *me = arg;
     stress *st = me->st;
-    bool impatient = me->index == 1;
-    size_t last[STRESS_PRODUCERS] = {0}; /* per producer: the last item seen */
-    sync_waiter s;
-    sync_init(&s);
+    uint64_t items[16];
     for (;;) {
-        s.woken = false;
-        int rc = tr__chan_recv(st->ch, &s.w);
-        if (rc == TR__PENDING) {
-            if (impatient && !sync_wait_briefly(&s)) {
-                if (tr__chan_cancel(st->ch, &s.w)) {
-                    atomic_fetch_add(&st->cancels, 1);
-                    continue; /* nothing was taken: ask again */
-                }
-                atomic_fetch_add(&st->lost_races, 1); /* the wake is on its way */
+        int rc;
+        size_t n = 0;
+        switch (me->index) {
+        case 0:
+            rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0);
+            n = 1;
+            break;
+        case 1:
+            while ((rc = tr_channel_recv_blocking(st->ch, &items[0], 0.002)) == TR_TIMEDOUT) {
             }
-            sync_wait(&s);
-            rc = s.w.status;
+            n = 1;
+            break;
+        default:
+            rc = tr_channel_recv_many(st->ch, items, 16, &n);
+            if (rc == TR_EEMPTY) {
+                rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0);
+                n = 1;
+            }
+            break;
         }
-        if (rc == TR_ECLOSED) break;
+        if (rc == TR_ECLOSED) return NULL;
         ASSERT_EQ(rc, TR_OK);
-        size_t k = (size_t)KEY(s.w.item);
-        ASSERT(k >= 1 && k <= STRESS_PRODUCERS * st->per_producer);
-        size_t p = (k - 1) / st->per_producer;
-        ASSERT_GT(k, last[p]); /* each producer's items arrive in its order */
-        last[p] = k;
-        atomic_fetch_add(&st->seen[k - 1], 1);
-        me->received++;
+        for (size_t i = 0; i < n; i++) stress_got(me, items[i]);
     }
-    sync_destroy(&s);
-    return NULL;
 }
 
 TEST_IMPL(chan_stress_mpmc) {
-    stress st = {.per_producer = tt_scaled(50000)};
+    stress st = {.per_producer = tt_scaled(20000)};
     size_t total = STRESS_PRODUCERS * st.per_producer;
     st.seen = calloc(total, sizeof *st.seen);
     ASSERT_NOT_NULL(st.seen);
-    ASSERT_EQ(tr__chan_new(64, NULL, &st.ch), TR_OK);
+    st.ch = new_channel(16); /* small: senders block often */
 
     stress_thread prod[STRESS_PRODUCERS], cons[STRESS_CONSUMERS];
     for (int i = 0; i < STRESS_CONSUMERS; i++) {
-        cons[i] = (stress_thread){&st, i, 0, 0};
-        ASSERT_EQ(pthread_create(&cons[i].tid, NULL, consumer_main, &cons[i]), 0);
+        cons[i] = (stress_thread){.st = &st, .index = i};
+        ASSERT_EQ(pthread_create(&cons[i].tid, NULL, stress_consumer, &cons[i]), 0);
     }
     for (int i = 0; i < STRESS_PRODUCERS; i++) {
-        prod[i] = (stress_thread){&st, i, 0, 0};
-        ASSERT_EQ(pthread_create(&prod[i].tid, NULL, producer_main, &prod[i]), 0);
+        prod[i] = (stress_thread){.st = &st, .index = i};
+        ASSERT_EQ(pthread_create(&prod[i].tid, NULL, stress_producer, &prod[i]), 0);
     }
     for (int i = 0; i < STRESS_PRODUCERS; i++) ASSERT_EQ(pthread_join(prod[i].tid, NULL), 0);
-    tr__chan_close(st.ch); /* consumers drain what is left, then see TR_ECLOSED */
-    size_t received = 0;
-    for (int i = 0; i < STRESS_CONSUMERS; i++) {
-        ASSERT_EQ(pthread_join(cons[i].tid, NULL), 0);
-        received += cons[i].received;
+    /* Everything is taken before the close: no item waits for one. */
+    double deadline = tt_now() + 20.0;
+    while (atomic_load(&st.received) < total) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        tt_sleep(0.001);
     }
-    ASSERT_EQ(received, total);
+    tr_channel_close(st.ch); /* the consumers see TR_ECLOSED and stop */
+    for (int i = 0; i < STRESS_CONSUMERS; i++) ASSERT_EQ(pthread_join(cons[i].tid, NULL), 0);
+    ASSERT_EQ(atomic_load(&st.received), total);
     for (size_t k = 0; k < total; k++) ASSERT_EQ(atomic_load(&st.seen[k]), 1);
-    ASSERT_EQ(tr__chan_len(st.ch), 0);
-    tr__chan_free(st.ch);
+    ASSERT_EQ(tr_channel_len(st.ch), 0);
+    tr_channel_release(st.ch);
     free(st.seen);
+}
+
+/* ---- port waiters ------------------------------------------------------------------
+ * How an event loop waits: tr_channel_wait queues a waiter for a port; its
+ * record (token, TR_OK, final) says "try again", never "here is an item". */
+
+static void expect_wake(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, token);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(c.final, 1);
+    ASSERT_EQ(c.value, 0);
+    ASSERT_NULL(c.payload);
+}
+
+static tr_waiter_t *wait_pending(tr_channel_t *ch, int dir, tr_port_t *port, uint64_t token) {
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_channel_wait(ch, dir, port, token, &w), TR_PENDING);
+    ASSERT_NOT_NULL(w);
+    return w;
+}
+
+static void expect_no_waiters(tr_runtime_t *rt) {
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 0);
+    ASSERT_EQ(s.pending, 0);
+}
+
+TEST_IMPL(chan_wait_port) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(2);
+    char m;
+    tr_waiter_t *marker = (tr_waiter_t *)(void *)&m, *w = marker;
+
+    /* Ready now: TR_OK, no waiter. */
+    ASSERT_EQ(tr_channel_wait(ch, TR_SEND, port, 1, &w), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 1, &w), TR_OK);
+    ASSERT(w == marker);
+    expect_no_waiters(rt);
+    ASSERT_EQ(recv_one(ch), 5);
+
+    /* Empty: queued, and counted as pending until woken. */
+    w = wait_pending(ch, TR_RECV, port, 2);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 1);
+    ASSERT_EQ(s.pending, 1);
+    ASSERT_EQ(s.submitted, 0); /* a waiter is not an op */
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    expect_wake(rt, port, 2);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_channel_len(ch), 1); /* woken to retry: the item is still there */
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(recv_one(ch), 6);
+
+    /* Full: a sender waits for room. */
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
+    w = wait_pending(ch, TR_SEND, port, 3);
+    ASSERT_EQ(recv_one(ch), 7);
+    expect_wake(rt, port, 3);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_OK);
+    ASSERT_EQ(recv_one(ch), 8);
+    ASSERT_EQ(recv_one(ch), 9);
+
+    /* Given up before any wake: 0, out of the queue, and no record comes. */
+    w = wait_pending(ch, TR_RECV, port, 4);
+    ASSERT_EQ(tt_stats(rt).waiters, 1);
+    ASSERT_EQ(tr_waiter_release(w), 0);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_channel_try_send(ch, 10), TR_OK);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_channel_len(ch), 1);
+
+    /* Released after the wake but before its record was drained: still
+     * 1 (the wake was its), and the record then arrives all the same. */
+    ASSERT_EQ(recv_one(ch), 10);
+    w = wait_pending(ch, TR_RECV, port, 5);
+    ASSERT_EQ(tr_channel_try_send(ch, 11), TR_OK);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    expect_wake(rt, port, 5);
+    expect_no_waiters(rt);
+
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wait_invalid) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(1);
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_channel_wait(ch, 2, port, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_channel_wait(ch, -1, port, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 0, &w), TR_EINVAL); /* token 0 */
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, NULL, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 1, NULL), TR_EINVAL);
+    /* Checked even when the channel is ready (room to send), where no waiter
+     * would be needed. */
+    ASSERT_EQ(tr_channel_wait(ch, TR_SEND, NULL, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_channel_wait(ch, TR_SEND, port, 0, &w), TR_EINVAL);
+    /* A NaN timeout is an error, not "forever". */
+    uint64_t item = 0;
+    ASSERT_EQ(tr_channel_send_blocking(ch, 7, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+    /* Nobody would ever see the record of a closed port. */
+    tr_port_t *closed = tt_port(rt, 2);
+    tr_port_close(closed);
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, closed, 1, &w), TR_ECLOSED);
+    ASSERT_NULL(w);
+    expect_no_waiters(rt);
+    tr_port_release(closed);
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wait_one_per_item) {
+    /* Each item wakes one receiver and each freed slot one sender, oldest
+     * first: a burst does not stampede every waiter. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(2);
+    tr_waiter_t *r[3];
+    for (int i = 0; i < 3; i++) r[i] = wait_pending(ch, TR_RECV, port, (uint64_t)i + 1);
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    expect_wake(rt, port, 1);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_OK);
+    expect_wake(rt, port, 2);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tt_stats(rt).waiters, 1);
+    ASSERT_EQ(tr_waiter_release(r[0]), 1);
+    ASSERT_EQ(tr_waiter_release(r[1]), 1);
+    ASSERT_EQ(tr_waiter_release(r[2]), 0);
+    expect_no_waiters(rt);
+
+    /* Full; recv_many frees two slots: two senders woken, the third not. */
+    tr_waiter_t *s[3];
+    for (int i = 0; i < 3; i++) s[i] = wait_pending(ch, TR_SEND, port, (uint64_t)i + 11);
+    uint64_t items[4];
+    size_t n;
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 4, &n), TR_OK);
+    ASSERT_EQ(n, 2);
+    expect_wake(rt, port, 11);
+    expect_wake(rt, port, 12);
+    tt_expect_quiet(rt, port, 0.02);
+    for (int i = 0; i < 3; i++) ASSERT_EQ(tr_waiter_release(s[i]), i < 2 ? 1 : 0);
+    expect_no_waiters(rt);
+
+    /* Threads and ports share one line: a blocked thread that came first
+     * gets the first item. */
+    blocker b;
+    blocker_start(&b, ch, TR_RECV, 0, 10.0);
+    tr_waiter_t *w = wait_pending(ch, TR_RECV, port, 21);
+    ASSERT_EQ(tr_channel_try_send(ch, 100), TR_OK);
+    blocker_join(&b);
+    ASSERT_EQ(b.rc, TR_OK);
+    ASSERT_EQ(b.item, 100);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_channel_try_send(ch, 200), TR_OK);
+    expect_wake(rt, port, 21);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(recv_one(ch), 200);
+
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wait_close) {
+    /* Close wakes every waiter of both directions; each retries and learns
+     * TR_ECLOSED (receivers after the queued items). */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *empty = new_channel(1), *full = new_channel(1);
+    ASSERT_EQ(tr_channel_try_send(full, 1), TR_OK);
+    tr_waiter_t *w[4];
+    w[0] = wait_pending(empty, TR_RECV, port, 1);
+    w[1] = wait_pending(empty, TR_RECV, port, 2);
+    w[2] = wait_pending(full, TR_SEND, port, 3);
+    w[3] = wait_pending(full, TR_SEND, port, 4);
+    tr_channel_close(empty);
+    tr_channel_close(full);
+    tt_ledger_t l;
+    tt_ledger_init(&l, 4);
+    ASSERT_EQ(tt_wait_finals(rt, port, 4, 5.0, tt_ledger_visit, &l), 4);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(l.finals[i], 1);
+        ASSERT_EQ(l.status[i], TR_OK);
+        ASSERT_EQ(tr_waiter_release(w[i]), 1);
+    }
+    tt_ledger_free(&l);
+    expect_no_waiters(rt);
+    uint64_t item;
+    ASSERT_EQ(tr_channel_try_recv(empty, &item), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_send(full, 2), TR_ECLOSED);
+    ASSERT_EQ(recv_one(full), 1);
+    /* Closed is "ready" for both directions: no more waiting. */
+    tr_waiter_t *none = NULL;
+    ASSERT_EQ(tr_channel_wait(empty, TR_RECV, port, 5, &none), TR_OK);
+    ASSERT_EQ(tr_channel_wait(full, TR_SEND, port, 6, &none), TR_OK);
+    ASSERT_NULL(none);
+    expect_no_waiters(rt);
+    tr_channel_release(empty);
+    tr_channel_release(full);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_notify_passes_wake) {
+    /* A consumer woken for an item it will not take (its task was
+     * cancelled) hands the wake on with tr_channel_notify. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(4);
+    tr_waiter_t *r1 = wait_pending(ch, TR_RECV, port, 1);
+    tr_waiter_t *r2 = wait_pending(ch, TR_RECV, port, 2);
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    expect_wake(rt, port, 1);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_waiter_release(r1), 1);
+    tr_channel_notify(ch, TR_RECV);
+    expect_wake(rt, port, 2);
+    ASSERT_EQ(tr_waiter_release(r2), 1);
+    ASSERT_EQ(recv_one(ch), 7);
+
+    /* Nothing to pass on when the channel cannot serve the waiter. */
+    tr_waiter_t *r3 = wait_pending(ch, TR_RECV, port, 3);
+    tr_channel_notify(ch, TR_RECV); /* empty */
+    tr_channel_notify(ch, TR_SEND); /* nobody waits to send */
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_waiter_release(r3), 0);
+    for (uint64_t i = 0; i < 4; i++) ASSERT_EQ(tr_channel_try_send(ch, i), TR_OK);
+    tr_waiter_t *s1 = wait_pending(ch, TR_SEND, port, 4);
+    tr_channel_notify(ch, TR_SEND); /* full */
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(recv_one(ch), 0);
+    expect_wake(rt, port, 4);
+    ASSERT_EQ(tr_waiter_release(s1), 1);
+    expect_no_waiters(rt);
+
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+/* ---- wakes that reach nobody ---------------------------------------------------
+ * A waiter's port can close (its event loop is gone) before or after it is
+ * woken.  The wake must then go to the next waiter, so an item never sits
+ * in the channel while someone waits for one, and it must go on exactly
+ * once: the closed port's owner is told (tr_waiter_release returns 0) that
+ * it has nothing to pass on. */
+
+TEST_IMPL(chan_wait_closed_port_skipped) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 1), *p2 = tt_port(rt, 2);
+    tr_channel_t *ch = new_channel(4);
+    tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
+    tr_waiter_t *r2 = wait_pending(ch, TR_RECV, p2, 2);
+    tr_port_close(p1);
+    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    expect_wake(rt, p2, 2); /* r1 skipped */
+    tr_completion_t c;
+    ASSERT_EQ(tr_port_drain(p1, &c, 1), 0);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_waiter_release(r1), 0); /* the wake went to r2 */
+    ASSERT_EQ(tr_waiter_release(r2), 1);
+    ASSERT_EQ(recv_one(ch), 5);
+
+    /* Only waiters of closed ports: nobody is woken, the item stays, and
+     * the next live waiter finds it at once. */
+    tr_port_t *p3 = tt_port(rt, 3);
+    tr_waiter_t *r3 = wait_pending(ch, TR_RECV, p3, 3);
+    tr_port_close(p3);
+    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_waiter_release(r3), 0);
+    tr_waiter_t *none = NULL;
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, p2, 4, &none), TR_OK);
+    ASSERT_EQ(recv_one(ch), 6);
+
+    tr_port_release(p3);
+    tr_port_release(p1);
+    tr_port_release(p2);
+    tr_channel_release(ch);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wait_dropped_record) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 1), *p2 = tt_port(rt, 2);
+    tr_channel_t *ch = new_channel(4);
+
+    /* Woken, then the port closes before the record is drained: the
+     * dropped record passes the wake to the next waiter. */
+    tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
+    tr_waiter_t *r2 = wait_pending(ch, TR_RECV, p2, 2);
+    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    tt_expect_quiet(rt, p2, 0.02);
+    tr_port_close(p1);
+    expect_wake(rt, p2, 2);
+    ASSERT_EQ(tr_waiter_release(r1), 0); /* passed on already */
+    ASSERT_EQ(tr_waiter_release(r2), 1);
+    ASSERT_EQ(recv_one(ch), 5);
+    expect_no_waiters(rt);
+
+    /* The same when the port is let go without a close: its queued records
+     * go with it, and so does the port itself (a queued waiter record must
+     * not keep it alive). */
+    tr_port_t *p3 = tt_port(rt, 3);
+    tr_waiter_t *r3 = wait_pending(ch, TR_RECV, p3, 3);
+    tr_waiter_t *r4 = wait_pending(ch, TR_RECV, p2, 4);
+    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    ASSERT_EQ(tt_stats(rt).ports, 3);
+    tr_port_release(p3);
+    ASSERT_EQ(tt_stats(rt).ports, 2);
+    expect_wake(rt, p2, 4);
+    ASSERT_EQ(tr_waiter_release(r3), 0);
+    ASSERT_EQ(tr_waiter_release(r4), 1);
+    ASSERT_EQ(recv_one(ch), 6);
+
+    /* A wake the owner already took (release said 1, so it passed it on
+     * itself) is not passed on a second time when its record is dropped
+     * later: r6 is woken by the notify, r7 by nothing. */
+    tr_port_t *p4 = tt_port(rt, 4);
+    tr_waiter_t *r5 = wait_pending(ch, TR_RECV, p4, 5);
+    tr_waiter_t *r6 = wait_pending(ch, TR_RECV, p2, 6);
+    tr_waiter_t *r7 = wait_pending(ch, TR_RECV, p2, 7);
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_waiter_release(r5), 1);
+    tr_channel_notify(ch, TR_RECV);
+    expect_wake(rt, p2, 6);
+    tr_port_close(p4); /* drops r5's record */
+    tt_expect_quiet(rt, p2, 0.02);
+    ASSERT_EQ(tr_waiter_release(r6), 1);
+    ASSERT_EQ(recv_one(ch), 7);
+    ASSERT_EQ(tr_waiter_release(r7), 0);
+    expect_no_waiters(rt);
+
+    /* Let go after the wake and before the drain, then the port goes too:
+     * nothing is left behind (the sanitizers and valgrind check). */
+    tr_port_t *p5 = tt_port(rt, 5);
+    tr_waiter_t *r8 = wait_pending(ch, TR_RECV, p5, 8);
+    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
+    ASSERT_EQ(tr_waiter_release(r8), 1);
+    tr_channel_notify(ch, TR_RECV); /* nobody waits: nothing happens */
+    tr_port_release(p5);
+    ASSERT_EQ(recv_one(ch), 8);
+
+    tr_port_release(p4);
+    tr_port_release(p1);
+    tr_port_release(p2);
+    ASSERT(tt_wait_idle(rt, 5.0)); /* close messages hold their ports until they ran */
+    ASSERT_EQ(tt_stats(rt).ports, 0);
+    tr_channel_release(ch);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wait_shutdown) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(1);
+    tr_waiter_t *early = wait_pending(ch, TR_RECV, port, 1);
+    tr_runtime_shutdown(rt);
+
+    /* No new waiter once the runtime is shut down; a ready channel needs
+     * none. */
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 2, &w), TR_ESHUTDOWN);
+    ASSERT_NULL(w);
+    /* A waiter queued before is not an op: the shutdown leaves it queued
+     * (and counted), for its owner to release. */
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 1);
+    ASSERT_EQ(s.pending, 1);
+    /* Its port is still open, so a send still wakes it. */
+    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    expect_wake(rt, port, 1);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_waiter_release(early), 1);
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 3, &w), TR_OK);
+    ASSERT_EQ(tr_channel_wait(ch, TR_SEND, port, 4, &w), TR_ESHUTDOWN);
+    ASSERT_NULL(w);
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+
+    /* Waiters outlive what they wait on: runtime and channel let go first,
+     * the waiter (holding both) last. */
+    rt = tt_runtime(1);
+    port = tt_port(rt, 1);
+    ch = new_channel(1);
+    w = wait_pending(ch, TR_RECV, port, 1);
+    tr_runtime_release(rt);
+    tr_port_release(port);
+    tr_channel_release(ch);
+    ASSERT_EQ(tr_waiter_release(w), 0); /* frees the channel, port and runtime */
 }

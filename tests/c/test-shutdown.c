@@ -1,28 +1,36 @@
 /*
  * test-shutdown.c - shutting down with work of every kind in flight, while
- * other threads keep submitting, cancelling and dispatching.
+ * other threads keep submitting, cancelling and dispatching; and shutting
+ * down with a deadline while a worker is stuck.
  */
 #include "task.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
-/* One op of a kind chosen by i: long and short, timers, workers, channels. */
+/* One op of a kind chosen by i: long and short, timers and workers, with and
+ * without a task handle. */
 static int submit_kind(tr_runtime_t *rt, tr_port_t *port, uint64_t token, size_t i) {
-    static const double three[3] = {0.0, 0.01, 30.0};
     switch (i % 10) {
     case 0: return tr_sleep(rt, port, token, 30.0);
     case 1: return tr_sleep(rt, port, token, 0.0);
-    case 2: return tr_ticker(rt, port, token, 1000, 0.001);
-    case 3: return tr_ticker(rt, port, token, 5, 0.0);
-    case 4: return tr_sleep_all(rt, port, token, three, 3);
+    case 2: return tr_ticker(rt, port, token, 1000, 0.001, NULL);
+    case 3: return tr_ticker(rt, port, token, 5, 0.0, NULL);
+    case 4: { /* the handle is let go at once: the op keeps its own reference */
+        tr_task_t *task = NULL;
+        int rc = tr_ticker(rt, port, token, 1 + i % 50, 0.0005, &task);
+        if (rc == TR_OK) tr_task_release(task);
+        return rc;
+    }
     case 5: return tr_timeout_sleep(rt, port, token, 0.001, 30.0);
     case 6: return tr_timeout_sleep(rt, port, token, 30.0, 0.001);
     case 7: return tr_counter_demo(rt, port, token, 50, i % 20 == 7 ? 0.0 : 30.0);
-    case 8: return tr_channel_demo(rt, port, token, 20, 4, 0.0);
-    default: return tr_channel_demo(rt, port, token, 20, 4, 0.01);
+    case 8: return tr_counter_demo(rt, port, token, 20, 0.0);
+    default: return tr_counter_demo(rt, port, token, 20, 0.01);
     }
 }
 
@@ -202,4 +210,159 @@ TEST_IMPL(shutdown_release_with_records) {
     tr_port_release(ports[0]);
     tr_port_release(ports[2]);
     tr_port_release(ports[3]); /* the last one: frees the runtime */
+}
+
+/* ---- shutdown with a deadline ------------------------------------------------ */
+
+/* Threads named `name` are gone (a joined thread may linger in /proc for a
+ * moment, hence the polling). */
+static bool threads_gone(const char *name, double timeout) {
+    double deadline = tt_now() + timeout;
+    while (tt_count_threads_named(name) != 0) {
+        if (tt_now() > deadline) return false;
+        tt_sleep(0.002);
+    }
+    return true;
+}
+
+TEST_IMPL(shutdown_timeout_stalled) {
+    /* A worker busy in native code cannot be interrupted: the deadline
+     * passes, the caller gets TR_TIMEDOUT at about the deadline (not when
+     * the worker is done), and a later call finishes the job. */
+    enum { OPS = 5 };
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    for (uint64_t i = 1; i <= OPS; i++) ASSERT_EQ(tr_sleep(rt, port, i, 30.0), TR_OK);
+    double stall_at = tt_now();
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.5), TR_OK);
+
+    double t0 = tt_now();
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 0.05), TR_TIMEDOUT);
+    double took = tt_now() - t0;
+    ASSERT_DBL_CMP(took, >=, 0.045);
+    ASSERT_DBL_CMP(took, <, 0.4); /* well before the stall ends */
+
+    /* Half-way: nothing new is accepted, the ops were cancelled by the loop
+     * thread and their records are there, but the worker still runs. */
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.running, 0);
+    ASSERT_EQ(tr_sleep(rt, port, 100, 0.0), TR_ESHUTDOWN);
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.0), TR_ESHUTDOWN);
+    ASSERT_EQ(tt_count_threads_named("tt-1"), 1);
+    tt_ledger_t l;
+    tt_ledger_init(&l, OPS);
+    ASSERT_EQ(tt_wait_finals(rt, port, OPS, 5.0, tt_ledger_visit, &l), OPS);
+    for (size_t i = 0; i < OPS; i++) ASSERT_EQ(l.status[i], TR_CANCELLED);
+    tt_ledger_free(&l);
+    uint64_t ids[4];
+    ASSERT_NE(tr_runtime_wait_ready(rt, ids, 4, 0.0), -1); /* not over yet */
+
+    /* Another short call while the worker is still stalled: the same.  (If
+     * this machine was too slow to get here in time, it may be done.) */
+    bool early = tt_now() - stall_at < 0.4;
+    int rc = tr_runtime_shutdown_timeout(rt, 0.01);
+    if (early) ASSERT_EQ(rc, TR_TIMEDOUT);
+    else ASSERT(rc == TR_TIMEDOUT || rc == TR_OK);
+
+    /* No deadline: waits for the worker, then finishes everything. */
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, -1.0), TR_OK);
+    ASSERT_DBL_CMP(tt_now() - stall_at, >=, 0.45);
+    s = tt_stats(rt);
+    ASSERT_EQ(s.running, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.submitted, OPS);
+    ASSERT_EQ(s.cancelled, OPS);
+    ASSERT_EQ(s.completed, 0);
+    ASSERT_EQ(s.live_ops, 0);
+    ASSERT(threads_gone("tt-0", 2.0));
+    ASSERT(threads_gone("tt-1", 2.0));
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 1.0), -1);
+    /* Done is done: any later call returns TR_OK at once. */
+    t0 = tt_now();
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 0.0), TR_OK);
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 10.0), TR_OK);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(shutdown_timeout_idle) {
+    /* Nothing stalls: TR_OK, well within the deadline, with every op
+     * cancelled and every thread joined. */
+    tr_runtime_t *rt = tt_runtime(2);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_sleep(rt, port, 1, 30.0), TR_OK);
+    ASSERT_EQ(tr_ticker(rt, port, 2, 1000000, 0.001, NULL), TR_OK);
+    ASSERT_EQ(tr_counter_demo(rt, port, 3, 100, 30.0), TR_OK);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 5.0), TR_OK);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 2.0);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.running, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.cancelled, 3);
+    for (int i = 0; i <= 2; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "tt-%d", i);
+        ASSERT(threads_gone(name, 2.0));
+    }
+    tt_ledger_t l;
+    tt_ledger_init(&l, 3);
+    ASSERT_EQ(tt_wait_finals(rt, port, 3, 1.0, tt_ledger_visit, &l), 3);
+    for (size_t i = 0; i < 3; i++) ASSERT_EQ(l.status[i], TR_CANCELLED);
+    tt_ledger_free(&l);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 0.0), TR_OK);
+    tr_runtime_shutdown(rt);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(shutdown_timeout_then_release) {
+    /* The owner gives up waiting, then lets go: tr_runtime_release (which
+     * waits without a deadline) finishes the job.  A zero timeout cannot
+     * wait for the stalled worker. */
+    tr_runtime_t *rt = tt_runtime(2);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.2), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, port, 1, 30.0), TR_OK);
+    ASSERT_EQ(tr_runtime_shutdown_timeout(rt, 0.0), TR_TIMEDOUT);
+    /* Cancels and closes still go through meanwhile; the loop is gone, so
+     * the last shutdown step runs them. */
+    ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
+    tr_runtime_release(rt);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 1.0);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+    tr_port_close(port);
+    tr_port_release(port); /* the last reference: frees the runtime */
+}
+
+TEST_IMPL(stall_worker) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_debug_stall_worker(rt, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_debug_stall_worker(rt, -0.1), TR_EINVAL);
+    ASSERT_EQ(tr_debug_stall_worker(rt, INFINITY), TR_EINVAL);
+    ASSERT_EQ(tr_debug_stall_worker(rt, 3601.0), TR_EINVAL);
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.0), TR_OK);
+    /* It holds the only worker, not the loop: a timer still fires at once,
+     * while work that needs a worker waits for the stall to end. */
+    double t0 = tt_now();
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.2), TR_OK);
+    ASSERT_EQ(tr_counter_demo(rt, port, 1, 1, 0.0), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, port, 2, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 2);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 0.15);
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(c.value, 1);
+    ASSERT_DBL_CMP(tt_now() - t0, >=, 0.19);
+    ASSERT_EQ(tt_stats(rt).submitted, 2); /* a stall is not an op */
+    tr_port_release(port);
+    tr_runtime_release(rt);
 }

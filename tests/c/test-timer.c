@@ -1,5 +1,5 @@
 /*
- * test-timer.c - sleep, ticker, sleep_all and timeout ops.
+ * test-timer.c - sleep, ticker (and its task handle) and timeout ops.
  *
  * Timing checks are one-sided where the machine can only make things late:
  * "took at least the delay" is firm (less a little for clock granularity),
@@ -68,10 +68,10 @@ TEST_IMPL(sleep_invalid) {
     ASSERT_EQ(tr_sleep(rt, port, 0, 0.0), TR_EINVAL);       /* token 0 */
     ASSERT_EQ(tr_sleep(rt, NULL, 1, 0.0), TR_EINVAL);       /* no port */
     ASSERT_EQ(tr_sleep(rt, foreign, 1, 0.0), TR_EINVAL);    /* another runtime's port */
-    ASSERT_EQ(tr_ticker(rt, port, 1, 3, NAN), TR_EINVAL);
-    ASSERT_EQ(tr_ticker(rt, port, 1, 3, -0.5), TR_EINVAL);
-    ASSERT_EQ(tr_ticker(rt, port, 0, 3, 0.1), TR_EINVAL);
-    ASSERT_EQ(tr_ticker(rt, port, 1, UINT64_MAX, 0.1), TR_EINVAL); /* count beyond int64 */
+    ASSERT_EQ(tr_ticker(rt, port, 1, 3, NAN, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 1, 3, -0.5, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 0, 3, 0.1, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 1, UINT64_MAX, 0.1, NULL), TR_EINVAL); /* count beyond int64 */
 
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.submitted, 0);
@@ -237,7 +237,7 @@ static void run_ticker(uint64_t count, double interval, double min_took) {
     tr_port_t *port = tt_port(rt, 1);
     tick_seen ts = {0};
     double t0 = tt_now();
-    ASSERT_EQ(tr_ticker(rt, port, 1, count, interval), TR_OK);
+    ASSERT_EQ(tr_ticker(rt, port, 1, count, interval, NULL), TR_OK);
     ASSERT_EQ(tt_wait_finals(rt, port, 1, 10.0, tick_visit, &ts), 1);
     ASSERT_DBL_CMP(tt_now() - t0, >=, min_took);
     ASSERT_EQ(ts.final_status, TR_OK);
@@ -260,7 +260,7 @@ TEST_IMPL(ticker_cancel) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
     tick_seen ts = {0};
-    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001), TR_OK);
+    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001, NULL), TR_OK);
     /* Let a few ticks through first. */
     double deadline = tt_now() + 5.0;
     while (ts.progress < 3 && tt_now() < deadline)
@@ -277,89 +277,126 @@ TEST_IMPL(ticker_cancel) {
     tr_runtime_release(rt);
 }
 
-TEST_IMPL(sleep_all_empty) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    double d = 1.0;
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, NULL, 0), TR_OK);
-    ASSERT_EQ(tr_sleep_all(rt, port, 2, &d, 0), TR_OK);
-    tt_ledger_t l;
-    tt_ledger_init(&l, 2);
-    ASSERT_EQ(tt_wait_finals(rt, port, 2, 5.0, tt_ledger_visit, &l), 2);
-    for (int i = 0; i < 2; i++) {
-        ASSERT_EQ(l.status[i], TR_OK);
-        ASSERT_EQ(l.value[i], 0);
+/* ---- the ticker's task handle -----------------------------------------------
+ * What a busy consumer (or any other thread) reads instead of draining the
+ * port: ticks so far and the final status, lock-free. */
+
+static void wait_task_progress(const tr_task_t *task, uint64_t at_least, double timeout) {
+    double deadline = tt_now() + timeout;
+    while (tr_task_progress(task) < at_least) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        tt_sleep(0.001);
     }
-    tt_ledger_free(&l);
-    tr_port_release(port);
-    tr_runtime_release(rt);
 }
 
-TEST_IMPL(sleep_all_many) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    enum { N = 1000 };
-    double *delays = malloc(N * sizeof *delays);
-    ASSERT_NOT_NULL(delays);
-    for (int i = 0; i < N; i++) delays[i] = (double)(i % 10) * 0.002; /* up to 18 ms */
-    double one = 0.01;
-    double t0 = tt_now();
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, delays, N), TR_OK);
-    ASSERT_EQ(tr_sleep_all(rt, port, 2, &one, 1), TR_OK);
-    free(delays); /* copied at submission */
-    tt_ledger_t l;
-    tt_ledger_init(&l, 2);
-    ASSERT_EQ(tt_wait_finals(rt, port, 2, 10.0, tt_ledger_visit, &l), 2);
-    ASSERT_DBL_CMP(tt_now() - t0, >=, 0.016); /* joined: waits for the slowest */
-    ASSERT_EQ(l.status[0], TR_OK);
-    ASSERT_EQ(l.value[0], N);
-    ASSERT_EQ(l.status[1], TR_OK);
-    ASSERT_EQ(l.value[1], 1);
-    tt_ledger_free(&l);
-    ASSERT_EQ(tt_stats(rt).live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt);
+/* The final status, once the handle leaves TR_PENDING. */
+static int wait_task_done(const tr_task_t *task, double timeout) {
+    double deadline = tt_now() + timeout;
+    int st;
+    while ((st = tr_task_status(task)) == TR_PENDING) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        tt_sleep(0.001);
+    }
+    return st;
 }
 
-TEST_IMPL(sleep_all_invalid) {
+TEST_IMPL(ticker_task_progress) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
-    const double with_nan[] = {0.1, NAN, 0.1};
-    const double with_neg[] = {0.0, -1.0};
-    const double with_inf[] = {INFINITY};
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, NULL, 3), TR_EINVAL);
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_nan, 3), TR_EINVAL);
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_neg, 2), TR_EINVAL);
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, with_inf, 1), TR_EINVAL);
-    ASSERT_EQ(tr_sleep_all(rt, port, 0, with_neg, 1), TR_EINVAL); /* token 0 */
-    ASSERT_NE(tr_sleep_all(rt, port, 1, with_neg, SIZE_MAX), TR_OK);
-    tr_stats_t s = tt_stats(rt);
-    ASSERT_EQ(s.submitted, 0);
-    ASSERT_EQ(s.live_ops, 0);
-    tr_port_release(port);
-    tr_runtime_release(rt);
-}
+    tr_task_t *task = NULL;
+    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001, &task), TR_OK);
+    ASSERT_NOT_NULL(task);
+    /* Nobody drains the port, yet the handle keeps counting. */
+    wait_task_progress(task, 3, 5.0);
+    uint64_t p1 = tr_task_progress(task);
+    wait_task_progress(task, p1 + 3, 5.0);
+    ASSERT_EQ(tr_task_status(task), TR_PENDING);
+    /* Meanwhile the port holds one coalesced progress record, not one per
+     * tick, and it is never ahead of the handle. */
+    tr_completion_t c[4];
+    ASSERT_EQ(tr_port_drain(port, c, 4), 1);
+    ASSERT_EQ(c[0].final, 0);
+    ASSERT_GE(c[0].value, 1);
+    ASSERT_LE(c[0].value, tr_task_progress(task));
 
-TEST_IMPL(sleep_all_cancel) {
-    tr_runtime_t *rt = tt_runtime(1);
-    tr_port_t *port = tt_port(rt, 1);
-    double delays[100];
-    for (int i = 0; i < 100; i++) delays[i] = i < 10 ? 0.0 : 30.0;
-    ASSERT_EQ(tr_sleep_all(rt, port, 1, delays, 100), TR_OK);
-    /* A later sleep of 0 cannot fire before the ten children of 0 did. */
-    ASSERT_EQ(tr_sleep(rt, port, 2, 0.0), TR_OK);
-    tr_completion_t c;
-    tt_wait_one(rt, port, &c, 5.0);
-    ASSERT_EQ(c.token, 2);
     ASSERT_EQ(tr_cancel(rt, 1), TR_OK);
-    tt_wait_one(rt, port, &c, 5.0);
-    ASSERT_EQ(c.token, 1);
-    ASSERT_EQ(c.status, TR_CANCELLED);
-    ASSERT_EQ(c.value, 10); /* children that had fired */
-    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(wait_task_done(task, 5.0), TR_CANCELLED);
+    /* The handle says "finished" only once the final record is queued, so
+     * a drain right now, without waiting, finds it. */
+    tick_seen ts = {.last_progress = c[0].value};
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 0.0, tick_visit, &ts), 1);
+    ASSERT_EQ(ts.final_status, TR_CANCELLED);
+    ASSERT_EQ(ts.final_value, tr_task_progress(task));
+    ASSERT_LT(tr_task_progress(task), 1000000);
+    uint64_t last = tr_task_progress(task);
+    tt_sleep(0.01);
+    ASSERT_EQ(tr_task_progress(task), last); /* stopped for good */
+    ASSERT_EQ(tr_task_status(task), TR_CANCELLED);
+    tr_task_release(task);
     ASSERT_EQ(tt_stats(rt).live_ops, 0);
     tr_port_release(port);
     tr_runtime_release(rt);
+}
+
+TEST_IMPL(ticker_task_finish) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_task_t *task = NULL;
+    /* 40 ticks of 5 ms: still running when looked at right away. */
+    ASSERT_EQ(tr_ticker(rt, port, 1, 40, 0.005, &task), TR_OK);
+    ASSERT_EQ(tr_task_status(task), TR_PENDING);
+    ASSERT_LT(tr_task_progress(task), 40);
+    ASSERT_EQ(wait_task_done(task, 10.0), TR_OK);
+    ASSERT_EQ(tr_task_progress(task), 40);
+    tick_seen ts = {0};
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 0.0, tick_visit, &ts), 1); /* already queued */
+    ASSERT_EQ(ts.final_status, TR_OK);
+    ASSERT_EQ(ts.final_value, 40);
+    tr_task_release(task);
+
+    /* No ticks at all: done at once, with nothing counted. */
+    ASSERT_EQ(tr_ticker(rt, port, 1, 0, 0.01, &task), TR_OK);
+    ASSERT_EQ(wait_task_done(task, 5.0), TR_OK);
+    ASSERT_EQ(tr_task_progress(task), 0);
+    ts = (tick_seen){0};
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 0.0, tick_visit, &ts), 1);
+    ASSERT_EQ(ts.final_value, 0);
+    tr_task_release(task);
+
+    /* A refused ticker leaves *task alone and allocates nothing. */
+    tr_task_t *marker = (tr_task_t *)(void *)&ts;
+    task = marker;
+    ASSERT_EQ(tr_ticker(rt, port, 1, 3, NAN, &task), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 0, 3, 0.1, &task), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, NULL, 1, 3, 0.1, &task), TR_EINVAL);
+    ASSERT_EQ(tr_ticker(rt, port, 1, UINT64_MAX, 0.1, &task), TR_EINVAL);
+    ASSERT(task == marker);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(ticker_task_outlives_runtime) {
+    /* The handle is shared by the op and its holder: whichever lets go last
+     * frees it.  Here the runtime and the port go first, then a handle is
+     * let go before its op ends; the sanitizers and valgrind check both. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_task_t *kept = NULL, *dropped = NULL;
+    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001, &kept), TR_OK);
+    ASSERT_EQ(tr_ticker(rt, port, 2, 1000000, 0.001, &dropped), TR_OK);
+    tr_task_release(dropped); /* the op runs on with its own reference */
+    wait_task_progress(kept, 2, 5.0);
+    tr_runtime_release(rt);
+    /* The shutdown cancelled it and joined the loop thread: settled now. */
+    ASSERT_EQ(tr_task_status(kept), TR_CANCELLED);
+    uint64_t ticks = tr_task_progress(kept);
+    ASSERT_GE(ticks, 2);
+    ASSERT_LT(ticks, 1000000);
+    tr_port_release(port); /* frees the runtime and the queued records */
+    ASSERT_EQ(tr_task_status(kept), TR_CANCELLED);
+    ASSERT_EQ(tr_task_progress(kept), ticks);
+    tr_task_release(kept);
 }
 
 TEST_IMPL(timeout_tie_rule) {

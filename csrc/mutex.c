@@ -1,0 +1,90 @@
+/*
+ * mutex.c - a FIFO lock for threads and event loops alike.
+ *
+ * Unlocking with waiters queued hands the lock straight to the oldest one
+ * (it stays locked throughout), so nobody can barge in between and the queue
+ * order is the acquisition order.  A port waiter that is handed the lock but
+ * will not use it (its task was cancelled, its loop closed) gives it back
+ * with tr_mutex_unlock, which hands it on again: a cancelled acquire never
+ * leaves the lock held.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+struct tr_mutex {
+    tr__sync_t base; /* first member */
+    bool locked;     /* invariant: unlocked => nobody waits */
+    tr__waitq_t q;
+};
+
+static void mutex_destroy(tr__sync_t *s) { free(s); }
+
+static void mutex_lost_wake(tr__sync_t *s, int direction) {
+    (void)direction;
+    /* The lock was handed to a waiter whose port closed: hand it on. */
+    tr_mutex_unlock((tr_mutex_t *)s);
+}
+
+int tr_mutex_new(tr_mutex_t **out) {
+    if (!out) return TR_EINVAL;
+    tr_mutex_t *m = calloc(1, sizeof *m);
+    if (!m) return TR_ENOMEM;
+    tr__sync_init(&m->base, mutex_lost_wake, mutex_destroy);
+    *out = m;
+    return TR_OK;
+}
+
+void tr_mutex_release(tr_mutex_t *m) {
+    if (m) tr__sync_unref(&m->base);
+}
+
+int tr_mutex_try_lock(tr_mutex_t *m) {
+    pthread_mutex_lock(&m->base.mu);
+    int rc = m->locked ? TR_EBUSY : TR_OK;
+    m->locked = true;
+    pthread_mutex_unlock(&m->base.mu);
+    return rc;
+}
+
+int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout) {
+    if (isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
+    int rc = TR_OK;
+    pthread_mutex_lock(&m->base.mu);
+    if (!m->locked) m->locked = true;
+    else if (!tr__waitq_block(&m->base, &m->q, deadline)) rc = TR_TIMEDOUT;
+    /* else: handed over by tr_mutex_unlock, still locked, now ours */
+    pthread_mutex_unlock(&m->base.mu);
+    return rc;
+}
+
+int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter) {
+    if (!port || token == 0 || !waiter) return TR_EINVAL;
+    pthread_mutex_lock(&m->base.mu);
+    int rc = TR_OK;
+    if (!m->locked) m->locked = true;
+    else rc = tr__waiter_new(&m->base, &m->q, TR_RECV, port, token, waiter);
+    pthread_mutex_unlock(&m->base.mu);
+    return rc;
+}
+
+int tr_mutex_unlock(tr_mutex_t *m) {
+    tr__wakelist_t wl = {0};
+    int rc = TR_OK;
+    pthread_mutex_lock(&m->base.mu);
+    if (!m->locked) rc = TR_EINVAL;
+    else if (!tr__waitq_wake_one(&m->q, &wl)) m->locked = false;
+    pthread_mutex_unlock(&m->base.mu);
+    tr__wake_flush(&wl);
+    return rc;
+}
+
+int tr_mutex_locked(tr_mutex_t *m) {
+    pthread_mutex_lock(&m->base.mu);
+    int locked = m->locked;
+    pthread_mutex_unlock(&m->base.mu);
+    return locked;
+}

@@ -1,0 +1,581 @@
+/*
+ * test-mutex.c - the FIFO mutex (tr_mutex_*): direct hand-off to the oldest
+ * waiter, thread or port alike, and what happens to a hand-off that reaches
+ * nobody.
+ *
+ * As in test-channel.c, a thread that must be queued before the test goes
+ * on is given SETTLE seconds once it is about to call in.
+ */
+#include "task.h"
+
+#include <math.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define SETTLE 0.05
+
+static tr_mutex_t *new_mutex(void) {
+    tr_mutex_t *m = NULL;
+    ASSERT_EQ(tr_mutex_new(&m), TR_OK);
+    ASSERT_NOT_NULL(m);
+    return m;
+}
+
+TEST_IMPL(mutex_basic) {
+    ASSERT_EQ(tr_mutex_new(NULL), TR_EINVAL);
+    tr_mutex_release(NULL); /* allowed, does nothing */
+    tr_mutex_t *m = new_mutex();
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL); /* not locked */
+    /* Bad arguments are refused even when the lock is free to take. */
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_NULL(w);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_EBUSY);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    /* Free: taken at once, whatever the timeout. */
+    double t0 = tt_now();
+    ASSERT_EQ(tr_mutex_lock_blocking(m, -1.0), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0), TR_OK);
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    tr_mutex_release(m); /* released while locked: fine */
+}
+
+TEST_IMPL(mutex_lock_timeout) {
+    tr_mutex_t *m = new_mutex();
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.05), TR_TIMEDOUT);
+    double took = tt_now() - t0;
+    ASSERT_DBL_CMP(took, >=, 0.045);
+    ASSERT_DBL_CMP(took, <, 2.0);
+    t0 = tt_now();
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0), TR_TIMEDOUT); /* a poll */
+    ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
+    /* The timed-out waiters left the queue: unlocking hands it to nobody. */
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tr_mutex_release(m);
+}
+
+/* ---- threads in line ------------------------------------------------------------ */
+
+typedef struct order_log {
+    int ids[16];
+    size_t n; /* plain: only written with the tr_mutex held */
+} order_log;
+
+typedef struct locker {
+    tr_mutex_t *m;
+    order_log *log;
+    int id;
+    double timeout;
+    int rc;
+    double took;
+    atomic_bool started, done;
+    pthread_t tid;
+} locker;
+
+static void *locker_main(void *arg) {
+    locker *l = arg;
+    atomic_store(&l->started, true);
+    double t0 = tt_now();
+    l->rc = tr_mutex_lock_blocking(l->m, l->timeout);
+    l->took = tt_now() - t0;
+    if (l->rc == TR_OK) {
+        l->log->ids[l->log->n++] = l->id;
+        ASSERT_EQ(tr_mutex_unlock(l->m), TR_OK);
+    }
+    atomic_store(&l->done, true);
+    return NULL;
+}
+
+/* Start a thread that locks, logs its id and unlocks; give it time to
+ * queue. */
+static void locker_start(locker *l, tr_mutex_t *m, order_log *log, int id, double timeout) {
+    l->m = m;
+    l->log = log;
+    l->id = id;
+    l->timeout = timeout;
+    l->rc = -1;
+    atomic_init(&l->started, false);
+    atomic_init(&l->done, false);
+    ASSERT_EQ(pthread_create(&l->tid, NULL, locker_main, l), 0);
+    while (!atomic_load(&l->started)) sched_yield();
+    tt_sleep(SETTLE);
+}
+
+static void locker_join(locker *l) { ASSERT_EQ(pthread_join(l->tid, NULL), 0); }
+
+TEST_IMPL(mutex_fifo_threads) {
+    tr_mutex_t *m = new_mutex();
+    order_log log = {.n = 0};
+    locker l[4];
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    for (int i = 0; i < 4; i++) locker_start(&l[i], m, &log, i + 1, 10.0);
+    for (int i = 0; i < 4; i++) ASSERT(!atomic_load(&l[i].done));
+    /* One unlock, four hand-offs in the order they queued. */
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    for (int i = 0; i < 4; i++) {
+        locker_join(&l[i]);
+        ASSERT_EQ(l[i].rc, TR_OK);
+    }
+    ASSERT_EQ(log.n, 4);
+    for (int i = 0; i < 4; i++) ASSERT_EQ(log.ids[i], i + 1);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* A thread woken by an unlock from another thread, with a deadline it
+     * does not reach. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    locker_start(&l[0], m, &log, 5, 10.0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    locker_join(&l[0]);
+    ASSERT_EQ(l[0].rc, TR_OK);
+    ASSERT_DBL_CMP(l[0].took, >=, SETTLE * 0.9);
+    ASSERT_DBL_CMP(l[0].took, <, 5.0);
+
+    /* A thread that timed out is out of line: the next one gets the lock. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    locker_start(&l[0], m, &log, 6, 0.01);
+    locker_join(&l[0]);
+    ASSERT_EQ(l[0].rc, TR_TIMEDOUT);
+    locker_start(&l[1], m, &log, 7, 10.0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    locker_join(&l[1]);
+    ASSERT_EQ(l[1].rc, TR_OK);
+    ASSERT_EQ(log.n, 6);
+    ASSERT_EQ(log.ids[4], 5);
+    ASSERT_EQ(log.ids[5], 7);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tr_mutex_release(m);
+}
+
+/* ---- port waiters ------------------------------------------------------------------ */
+
+static void expect_handed(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.token, token);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(c.final, 1);
+}
+
+static tr_waiter_t *wait_pending(tr_mutex_t *m, tr_port_t *port, uint64_t token) {
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, port, token, &w), TR_PENDING);
+    ASSERT_NOT_NULL(w);
+    return w;
+}
+
+static void expect_no_waiters(tr_runtime_t *rt) {
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 0);
+    ASSERT_EQ(s.pending, 0);
+}
+
+TEST_IMPL(mutex_wait_port) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_mutex_t *m = new_mutex();
+    char c0;
+    tr_waiter_t *marker = (tr_waiter_t *)(void *)&c0, *w = marker;
+
+    /* Free: taken now, no waiter. */
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, &w), TR_OK);
+    ASSERT(w == marker);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    expect_no_waiters(rt);
+
+    /* Held: queued, counted, and its record means "yours now". */
+    w = wait_pending(m, port, 2);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 1);
+    ASSERT_EQ(s.pending, 1);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    /* Handed over directly: it never was free, so nobody can barge in. */
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_EBUSY);
+    expect_handed(rt, port, 2);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Given up before the hand-off: 0, and the unlock frees the lock
+     * instead of handing it to the departed waiter. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    w = wait_pending(m, port, 3);
+    ASSERT_EQ(tr_waiter_release(w), 0);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tt_expect_quiet(rt, port, 0.02);
+
+    /* Invalid arguments queue nothing. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    w = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, port, 0, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, NULL), TR_EINVAL);
+    ASSERT_NULL(w);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+
+    tr_mutex_release(m);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(mutex_fifo_mixed) {
+    /* Threads and event loops queue in one line: T1, W2, T3, W4, T5. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_mutex_t *m = new_mutex();
+    order_log log = {.n = 0};
+    locker t1, t3, t5;
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    locker_start(&t1, m, &log, 1, 10.0);
+    tr_waiter_t *w2 = wait_pending(m, port, 2);
+    locker_start(&t3, m, &log, 3, 10.0);
+    tr_waiter_t *w4 = wait_pending(m, port, 4);
+    locker_start(&t5, m, &log, 5, 10.0);
+
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T1 runs, then hands it to W2 */
+    expect_handed(rt, port, 2);
+    locker_join(&t1);
+    ASSERT_EQ(log.n, 1);
+    ASSERT(!atomic_load(&t3.done)); /* behind W2, which holds it now */
+    log.ids[log.n++] = 2;
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T3, then W4 */
+    expect_handed(rt, port, 4);
+    locker_join(&t3);
+    ASSERT(!atomic_load(&t5.done));
+    log.ids[log.n++] = 4;
+    ASSERT_EQ(tr_waiter_release(w4), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T5 */
+    locker_join(&t5);
+    ASSERT_EQ(log.n, 5);
+    for (int i = 0; i < 5; i++) ASSERT_EQ(log.ids[i], i + 1);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    expect_no_waiters(rt);
+    tr_mutex_release(m);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(mutex_wait_release_woken) {
+    /* A waiter handed the lock whose task no longer wants it (released:
+     * 1) owns it all the same and must unlock to pass it on. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_mutex_t *m = new_mutex();
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w1 = wait_pending(m, port, 1);
+    tr_waiter_t *w2 = wait_pending(m, port, 2);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    expect_handed(rt, port, 1);
+    tt_expect_quiet(rt, port, 0.02);
+    ASSERT_EQ(tr_waiter_release(w1), 1);
+    ASSERT_EQ(tr_mutex_locked(m), 1); /* still w1's, until: */
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    expect_handed(rt, port, 2);
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Released after the hand-off but before its record was drained: the
+     * same, and the record still arrives. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w3 = wait_pending(m, port, 3);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_waiter_release(w3), 1);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    expect_handed(rt, port, 3);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    expect_no_waiters(rt);
+    tr_mutex_release(m);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+/* A hand-off to a waiter whose port is closed reaches nobody: it must go on
+ * to the next waiter (or free the lock) exactly once.  Once more would take
+ * the lock from its new holder. */
+
+TEST_IMPL(mutex_wait_closed_port) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 1), *p2 = tt_port(rt, 2), *p3 = tt_port(rt, 3);
+    tr_mutex_t *m = new_mutex();
+    tr_completion_t c;
+
+    /* Closed before the unlock: skipped. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w1 = wait_pending(m, p1, 1);
+    tr_waiter_t *w2 = wait_pending(m, p2, 2);
+    tr_port_close(p1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    expect_handed(rt, p2, 2);
+    ASSERT_EQ(tr_port_drain(p1, &c, 1), 0);
+    ASSERT_EQ(tr_waiter_release(w1), 0); /* it never had the lock: no unlock */
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Only waiters of closed ports: the unlock frees it. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w3 = wait_pending(m, p3, 3);
+    tr_port_close(p3);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_waiter_release(w3), 0);
+    expect_no_waiters(rt);
+
+    tr_port_release(p1);
+    tr_port_release(p3);
+    tr_port_release(p2);
+    tr_mutex_release(m);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(mutex_wait_dropped_record) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *live = tt_port(rt, 1);
+    tr_mutex_t *m = new_mutex();
+
+    /* Handed the lock, then the port closes before the record is drained:
+     * the dropped record hands it on. */
+    tr_port_t *p = tt_port(rt, 2);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w1 = wait_pending(m, p, 1);
+    tr_waiter_t *w2 = wait_pending(m, live, 2);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    tt_expect_quiet(rt, live, 0.02);
+    tr_port_close(p);
+    expect_handed(rt, live, 2);
+    ASSERT_EQ(tr_waiter_release(w1), 0); /* the lock went on without it */
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tr_port_release(p);
+
+    /* The same when the port is let go without a close. */
+    p = tt_port(rt, 3);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    w1 = wait_pending(m, p, 3);
+    w2 = wait_pending(m, live, 4);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    tr_port_release(p);
+    expect_handed(rt, live, 4);
+    ASSERT_EQ(tr_waiter_release(w1), 0);
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    /* The released ports are gone (the first one once its close message
+     * has run on the loop thread, which holds it until then). */
+    ASSERT(tt_wait_idle(rt, 5.0));
+    ASSERT_EQ(tt_stats(rt).ports, 1);
+
+    /* Released (1) and unlocked by its owner, then its record is dropped:
+     * the lock, now w2's, must stay w2's (w3 is not handed it). */
+    p = tt_port(rt, 5);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    w1 = wait_pending(m, p, 5);
+    w2 = wait_pending(m, live, 6);
+    tr_waiter_t *w3 = wait_pending(m, live, 7);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* handed to w1 */
+    ASSERT_EQ(tr_waiter_release(w1), 1);    /* w1 will not use it... */
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* ...so passes it on, to w2 */
+    expect_handed(rt, live, 6);
+    tr_port_close(p);                       /* drops w1's record */
+    tt_expect_quiet(rt, live, 0.02);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* now w3 */
+    expect_handed(rt, live, 7);
+    ASSERT_EQ(tr_waiter_release(w3), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL);
+    tr_port_release(p);
+    expect_no_waiters(rt);
+
+    tr_mutex_release(m);
+    tr_port_release(live);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(mutex_wait_shutdown) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_mutex_t *m = new_mutex();
+    tr_runtime_shutdown(rt);
+    tr_waiter_t *w = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, &w), TR_OK); /* free: no waiter needed */
+    ASSERT_EQ(tr_mutex_wait(m, port, 2, &w), TR_ESHUTDOWN);
+    ASSERT_NULL(w);
+    expect_no_waiters(rt);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tr_mutex_release(m);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+/* ---- contention ----------------------------------------------------------------------
+ * Threads take the lock every way there is (blocking, with short deadlines,
+ * try first) and an event-loop thread through port waiters, giving up on
+ * some waits.  Inside, a plain counter and a plain "someone is in here"
+ * flag: a second holder trips the flag, and ThreadSanitizer flags any
+ * hand-off that does not order one holder after the other. */
+
+enum { MSTRESS_THREADS = 4 };
+
+typedef struct mstress {
+    tr_mutex_t *m;
+    size_t per_thread;
+    uint64_t counter; /* plain */
+    int inside;       /* plain */
+} mstress;
+
+static void critical_section(mstress *st) {
+    ASSERT_EQ(st->inside, 0);
+    st->inside = 1;
+    st->counter++;
+    st->inside = 0;
+}
+
+typedef struct mstress_thread {
+    mstress *st;
+    int index;
+    size_t entered;
+    pthread_t tid;
+} mstress_thread;
+
+static void *mstress_main(void *arg) {
+    mstress_thread *me = arg;
+    mstress *st = me->st;
+    for (size_t i = 0; i < st->per_thread; i++) {
+        int rc;
+        switch (me->index) {
+        case 0: rc = tr_mutex_lock_blocking(st->m, -1.0); break;
+        case 1:
+            while ((rc = tr_mutex_lock_blocking(st->m, 0.0005)) == TR_TIMEDOUT) {
+            }
+            break;
+        case 2:
+            rc = tr_mutex_try_lock(st->m);
+            if (rc == TR_EBUSY) rc = tr_mutex_lock_blocking(st->m, -1.0);
+            break;
+        default: rc = tr_mutex_lock_blocking(st->m, 30.0); break;
+        }
+        ASSERT_EQ(rc, TR_OK);
+        critical_section(st);
+        me->entered++;
+        ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+    }
+    return NULL;
+}
+
+/* Wait on this thread's own runtime and port for the record of `token`;
+ * older tokens (waiters given up after their wake) are skipped. */
+static void await_token(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
+    double deadline = tt_now() + 20.0;
+    for (;;) {
+        tr_completion_t c;
+        while (tr_port_drain(port, &c, 1) == 1) {
+            ASSERT_LE(c.token, token);
+            if (c.token == token) return;
+        }
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        uint64_t ids[4];
+        tr_runtime_wait_ready(rt, ids, 4, 0.05);
+    }
+}
+
+typedef struct port_locker {
+    mstress *st;
+    size_t rounds, entered, gave_up_queued, gave_up_woken;
+    pthread_t tid;
+} port_locker;
+
+static void *port_locker_main(void *arg) {
+    port_locker *pl = arg;
+    mstress *st = pl->st;
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    uint64_t token = 0;
+    for (size_t i = 0; i < pl->rounds; i++) {
+        tr_waiter_t *w = NULL;
+        int rc = tr_mutex_wait(st->m, port, ++token, &w);
+        if (rc == TR_PENDING) {
+            if (i % 5 == 0) {
+                /* Cancelled at once: either still queued (0), or handed the
+                 * lock meanwhile (1), which must then be passed on. */
+                if (tr_waiter_release(w)) {
+                    pl->gave_up_woken++;
+                    ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+                } else {
+                    pl->gave_up_queued++;
+                }
+                continue;
+            }
+            await_token(rt, port, token);
+            ASSERT_EQ(tr_waiter_release(w), 1);
+        } else {
+            ASSERT_EQ(rc, TR_OK);
+        }
+        critical_section(st);
+        pl->entered++;
+        ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+    }
+    /* Every waiter was woken or removed. */
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.waiters, 0);
+    ASSERT_EQ(s.pending, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+    return NULL;
+}
+
+TEST_IMPL(mutex_stress) {
+    mstress st = {.per_thread = tt_scaled(10000)};
+    st.m = new_mutex();
+    mstress_thread t[MSTRESS_THREADS];
+    port_locker pl = {.st = &st, .rounds = tt_scaled(3000)};
+    ASSERT_EQ(pthread_create(&pl.tid, NULL, port_locker_main, &pl), 0);
+    for (int i = 0; i < MSTRESS_THREADS; i++) {
+        t[i] = (mstress_thread){.st = &st, .index = i};
+        ASSERT_EQ(pthread_create(&t[i].tid, NULL, mstress_main, &t[i]), 0);
+    }
+    uint64_t entered = 0;
+    for (int i = 0; i < MSTRESS_THREADS; i++) {
+        ASSERT_EQ(pthread_join(t[i].tid, NULL), 0);
+        ASSERT_EQ(t[i].entered, st.per_thread);
+        entered += t[i].entered;
+    }
+    ASSERT_EQ(pthread_join(pl.tid, NULL), 0);
+    ASSERT_EQ(pl.entered + pl.gave_up_queued + pl.gave_up_woken, pl.rounds);
+    entered += pl.entered;
+    ASSERT_EQ(st.counter, entered);
+    ASSERT_EQ(st.inside, 0);
+    ASSERT_EQ(tr_mutex_locked(st.m), 0);
+    tr_mutex_release(st.m);
+}
