@@ -22,7 +22,7 @@ def test_build_ffi_emits_the_module_source(tmp_path):
     )
     text = out.read_text()
     assert '#include "tokio_runtime.h"' in text
-    for name in ("tr_runtime_new", "tr_port_drain", "tr_counter_demo", "tr_channel_demo"):
+    for name in ("tr_runtime_new", "tr_port_drain", "tr_counter_demo", "tr_channel_wait"):
         assert name in text
     assert "PyInit__native" in text
 

@@ -1,11 +1,23 @@
-"""Ports, native futures and the dispatcher: C completions into asyncio.
+"""Ports, handlers and the dispatcher: C completions into asyncio.
 
 One :class:`Port` exists per (runtime, asyncio loop).  The C core queues each
 finished operation's record on its port; the first record of a batch reports
 the port to the runtime's dispatcher thread, which is the only thread that
 calls ``loop.call_soon_threadsafe`` - once per batch.  The drain then runs on
-the loop's own thread and resolves every future of the batch there, guarded by
-``fut.done()``, so a future cancelled in the meantime is left alone.
+the loop's own thread and hands every record of the batch to the *handler*
+registered for its token, guarded by ``fut.done()``, so a future cancelled in
+the meantime is left alone.
+
+A handler is any object with two methods:
+
+``_tr_deliver(status, value, payload, final)``
+    on the loop thread, for each record of its token (``final`` is 0 for a
+    progress record, 1 for the last one);
+``_tr_abort(loop_alive)``
+    at most once, instead of the final record, when the runtime shut down
+    (``loop_alive``: the loop still runs, cancel what waits) or the loop
+    closed (``loop_alive`` false: nothing can be resolved any more, only
+    native resources may be given back).
 
 The C threads never touch Python: only the dispatcher (a Python thread that
 blocks in C with the GIL released) and the loops' own threads do.
@@ -52,13 +64,14 @@ def status_error(status: int) -> BaseException:
 class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
     """An ``asyncio.Future`` whose cancellation reaches the native operation.
 
-    Cancelling it (directly, through ``Task.cancel``, ``wait_for`` or
-    ``gather``) cancels the C operation and every child it has, on the
-    runtime's loop thread.  If the operation finished at the same moment, the
-    late result is discarded: the future stays cancelled.
+    Cancelling it (directly, through ``Task.cancel``, ``wait_for``,
+    ``timeout`` or ``gather``) cancels the C operation and every child it
+    has, on the runtime's loop thread.  If the operation finished at the same
+    moment, the late result is discarded: the future stays cancelled.  If the
+    runtime shuts down first, the future is cancelled.
     """
 
-    __slots__ = ("_tr_port", "_tr_token")
+    __slots__ = ("_tr_port", "_tr_result", "_tr_token")
 
     def cancel(self, msg: Any = None) -> bool:
         """Cancel the future and its native operation; see the class docs."""
@@ -67,38 +80,64 @@ class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
         self._tr_port.cancel(self._tr_token)
         return True
 
+    # -- handler protocol (loop thread) ----------------------------------------
+    def _tr_ok(self, value: int, payload: Any) -> Any:
+        return self._tr_result
 
-class Completion:
-    """Waits for one final record and resolves a future with it.
+    def _tr_error(self, status: int, value: int) -> BaseException:
+        return status_error(status)
 
-    ``on_ok(value, payload)`` turns a TR_OK record into the result (the
-    payload is only valid during the call); ``on_error(status, value)`` may
-    return a custom exception for a failure status.
-    """
-
-    __slots__ = ("fut", "on_error", "on_ok")
-
-    def __init__(
-        self,
-        fut: asyncio.Future[Any],
-        on_ok: Callable[[int, Any], Any],
-        on_error: Callable[[int, int], BaseException | None] | None = None,
-    ) -> None:
-        self.fut = fut
-        self.on_ok = on_ok
-        self.on_error = on_error
-
-    def deliver(self, status: int, value: int, payload: Any, final: int) -> None:
-        fut = self.fut
-        if fut.done():  # cancelled while the record was on its way
+    def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+        if self.done():  # cancelled while the record was on its way
             return
         if status == lib.TR_OK:
-            fut.set_result(self.on_ok(value, payload))
+            self.set_result(self._tr_ok(value, payload))
         elif status == lib.TR_CANCELLED:
-            fut.cancel()
+            super().cancel()  # C already stopped it: no tr_cancel
         else:
-            exc = self.on_error(status, value) if self.on_error else None
-            fut.set_exception(exc if exc is not None else status_error(status))
+            self.set_exception(self._tr_error(status, value))
+
+    def _tr_abort(self, loop_alive: bool) -> None:
+        if loop_alive and not self.done():
+            super().cancel()
+
+
+class Waiter:
+    """Handler of a channel or mutex waiter (``tr_waiter_t``).
+
+    Its record only says "woken"; ``fut`` gets ``None``.  Whoever stops
+    waiting calls :meth:`release` exactly once in effect (later calls do
+    nothing): a wake that will not be acted on is passed on by
+    ``pass_on`` (``tr_channel_notify`` or ``tr_mutex_unlock``), so a
+    cancelled waiter never swallows an item or keeps a lock.
+    """
+
+    __slots__ = ("fut", "pass_on", "ptr")
+
+    def __init__(self, fut: asyncio.Future[None], ptr: Any, pass_on: Callable[[], None]) -> None:
+        self.fut = fut
+        # A one-item list: list.pop() is atomic, so two threads racing to
+        # release (the loop's task and a closed-loop sweep) release once.
+        self.ptr = [ptr]
+        self.pass_on = pass_on
+
+    def release(self, used: bool) -> None:
+        """Give the C waiter back; pass its wake on unless ``used``."""
+        try:
+            ptr = self.ptr.pop()
+        except IndexError:
+            return
+        if lib.tr_waiter_release(ptr) and not used:
+            self.pass_on()
+
+    def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+        if not self.fut.done():
+            self.fut.set_result(None)
+
+    def _tr_abort(self, loop_alive: bool) -> None:
+        self.release(used=False)
+        if loop_alive and not self.fut.done():
+            self.fut.cancel()
 
 
 class Port:
@@ -106,8 +145,8 @@ class Port:
 
     Only the loop's thread submits through a port and drains it, so
     ``pending`` (token -> handler) needs no lock.  Closing the port (when its
-    loop is found closed) cancels its native operations and drops their late
-    records quietly.
+    loop is found closed, or at shutdown) cancels its native operations and
+    drops their late records quietly.
     """
 
     __slots__ = ("__weakref__", "_ptr", "_recs", "closed", "id", "loop", "pending", "runtime")
@@ -126,11 +165,13 @@ class Port:
         self.closed = False
 
     # -- loop thread ---------------------------------------------------------
-    def new_future(self, token: int) -> NativeFuture:
+    def new_future(self, token: int, result: Any = None, cls: type = NativeFuture) -> Any:
         """A future on this port's loop whose cancel() cancels ``token``."""
-        fut = NativeFuture(loop=self.loop)
+        fut = cls(loop=self.loop)
         fut._tr_port = self
         fut._tr_token = token
+        fut._tr_result = result
+        self.pending[token] = fut
         return fut
 
     def cancel(self, token: int) -> None:
@@ -142,9 +183,9 @@ class Port:
         """Deliver every queued record (runs on the loop via the dispatcher).
 
         A handler's exception is reported to the loop's exception handler;
-        a ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from a
-        tick's print) is re-raised only after the whole queue is delivered,
-        so no record is ever lost or leaked.
+        a ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from an
+        ``on_tick`` callback) is re-raised only after the whole queue is
+        delivered, so no record is ever lost or leaked.
         """
         recs, ptr, pending = self._recs, self._ptr, self.pending
         interrupt: BaseException | None = None
@@ -158,7 +199,7 @@ class Port:
                 handler = pending.pop(token, None) if final else pending.get(token)
                 try:
                     if handler is not None:
-                        handler.deliver(rec.status, rec.value, payload, final)
+                        handler._tr_deliver(rec.status, rec.value, payload, final)
                 except Exception as exc:
                     self.loop.call_exception_handler(
                         {
@@ -176,6 +217,20 @@ class Port:
         if interrupt is not None:
             raise interrupt
 
+    def abort_all(self) -> None:
+        """After the runtime shut down (loop thread): finish this port.
+
+        Delivers what is queued, cancels every handler still waiting, and
+        closes the port.
+        """
+        if self.closed:
+            return
+        try:
+            self.drain()
+        finally:
+            self._abort_handlers(loop_alive=True)
+            self.close()
+
     # -- any thread ------------------------------------------------------------
     def schedule_drain(self) -> None:
         """Ask the loop to drain (dispatcher thread)."""
@@ -184,12 +239,28 @@ class Port:
         except RuntimeError:  # the loop is closed: nobody will ever drain
             self.close()
 
+    def schedule_abort(self) -> None:
+        """Have the loop run :meth:`abort_all`, or close now if it is closed."""
+        try:
+            self.loop.call_soon_threadsafe(self.abort_all)
+        except RuntimeError:
+            self.close()
+
+    def _abort_handlers(self, loop_alive: bool) -> None:
+        handlers = list(self.pending.values())
+        self.pending.clear()
+        for handler in handlers:
+            try:
+                handler._tr_abort(loop_alive)
+            except Exception:
+                log.exception("tokio_runtime: error while aborting an operation")
+
     def close(self) -> None:
         """Drop everything bound to this port; cancel its native operations.
 
-        Called once the port's loop is closed: its futures can no longer be
-        awaited, so they are dropped unresolved, and their native operations
-        are cancelled on the runtime's loop thread.
+        Called once the port's loop is closed (its futures can no longer be
+        awaited, so they are dropped unresolved, but waiters give their
+        channel or lock back) and at the end of a shutdown.
         """
         if self.closed:
             return
@@ -198,7 +269,7 @@ class Port:
         lib.tr_port_close(self._ptr)
         if self.pending:
             log.debug("port %d closed with %d operations pending", self.id, len(self.pending))
-        self.pending = {}
+            self._abort_handlers(loop_alive=False)
 
 
 def dispatch_main(runtime: Runtime, started: threading.Event) -> None:

@@ -14,16 +14,21 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
+import logging
 import os
 import threading
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any, Callable, TypeVar
 
-from . import _bridge
+from . import _bridge, _task, _time
 from ._native import ffi, lib
-from ._validate import check_thread_name, check_worker_threads
+from ._validate import check_thread_name, check_worker_threads, timeout_seconds
 
 _RUNNING, _STOPPED, _FORKED = "running", "stopped", "forked"
+T = TypeVar("T")
+log = logging.getLogger("tokio_runtime")
 
 
 class Runtime:
@@ -32,6 +37,11 @@ class Runtime:
     Threads are named ``{thread_name}-0`` (the libev loop), ``{thread_name}-1``
     .. ``-{worker_threads}`` (workers) and ``-{worker_threads + 1}`` (the
     dispatcher, a Python thread), the name cut to the 15 bytes Linux keeps.
+
+    Operations can be awaited from any number of asyncio loops (each in its
+    own thread) at once.  A runtime lives until :meth:`shutdown` (or the end
+    of a ``with`` block, or interpreter exit); dropping the last reference
+    does not stop it, because its dispatcher thread holds one.
     """
 
     def __init__(self, worker_threads: int = 4, thread_name: str = "tokio-runtime") -> None:
@@ -45,10 +55,11 @@ class Runtime:
         rc = lib.tr_runtime_new(config, out)
         if rc != lib.TR_OK:
             raise _bridge.status_error(rc)
-        self._ptr = out[0]
+        # Released (which shuts it down first) when this object is collected;
+        # the C memory lives on while ports hold references.
+        self._ptr = ffi.gc(out[0], lib.tr_runtime_release)
         self._pid = os.getpid()
         self._state = _RUNNING
-        self._final_stats: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
         self._port_ids = itertools.count(1)
@@ -57,9 +68,35 @@ class Runtime:
         try:
             self._dispatcher = _bridge.start_dispatcher(self)
         except BaseException:
-            lib.tr_runtime_release(self._ptr)  # joins the native threads
+            self._state = _STOPPED
+            lib.tr_runtime_shutdown(self._ptr)
             raise
         _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.thread_name!r} worker_threads={self.worker_threads} {self._state}>"
+
+    # -- operations ------------------------------------------------------------
+    def sleep(self, seconds: float, result: T = None) -> asyncio.Future[T]:  # type: ignore[assignment]
+        """Return a future that resolves to ``result`` after ``seconds``.
+
+        The timer is a libev timer on this runtime's loop thread.  Arguments
+        are checked at call time: ``TypeError`` for a non-number, ``ValueError``
+        for a negative, NaN, infinite or too large (> 1e9) value.  Needs a
+        running asyncio loop (``RuntimeError`` otherwise).  Cancelling the
+        future stops the native timer; at shutdown the future is cancelled.
+        """
+        return _time.sleep(self, seconds, result)
+
+    def timeout(self, seconds: float, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """Await ``awaitable`` for at most ``seconds``; see :func:`timeout`."""
+        return _time.timeout(self, seconds, awaitable)
+
+    def spawn_background(
+        self, count: int, interval: float, on_tick: Callable[[int], Any] | None = None
+    ) -> _task.TaskHandle:
+        """Start a detached native ticker; see :func:`spawn_background`."""
+        return _task.spawn_background(self, count, interval, on_tick)
 
     # -- submissions (on the running loop's thread) ----------------------------
     def next_token(self) -> int:
@@ -111,18 +148,16 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counters of the native side (see ``tr_stats_t``) and the config.
+        """Counters of the native side, and the configuration.
 
-        After shutdown, the counters as they were when it completed.
+        ``pending`` (operations and channel/mutex waits in flight: 0 when
+        nothing is), ``submitted``, ``completed``, ``cancelled``, ``live_ops``
+        (native operation objects not yet freed), ``waiters``, ``ports``,
+        ``worker_threads``, ``thread_name`` and ``running``.  Safe from any
+        thread; still works after :meth:`shutdown` (the final counters).
         """
-        with self._lock:
-            if self._final_stats is not None:
-                return dict(self._final_stats)
-            if self._state == _FORKED or self._pid != os.getpid():
-                raise RuntimeError("tokio_runtime: this runtime belongs to the parent process")
-            return self._read_stats()
-
-    def _read_stats(self) -> dict[str, Any]:
+        if self._state == _FORKED or self._pid != os.getpid():
+            raise RuntimeError("tokio_runtime: this runtime belongs to the parent process")
         s = ffi.new("tr_stats_t *")
         lib.tr_runtime_stats(self._ptr, s)
         return {
@@ -131,19 +166,35 @@ class Runtime:
             "completed": s.completed,
             "cancelled": s.cancelled,
             "live_ops": s.live_ops,
+            "waiters": s.waiters,
             "ports": s.ports,
             "worker_threads": s.worker_threads,
             "thread_name": self.thread_name,
-            "running": bool(s.running),
+            "running": bool(s.running) and self._state == _RUNNING,
         }
 
-    def shutdown(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` has started."""
+        return self._state != _RUNNING
+
+    def shutdown(self, timeout: float | None = 5.0) -> None:
         """Cancel pending operations, stop and join every thread.  Idempotent.
 
-        Futures of cancelled operations are cancelled on their loops (if those
-        loops still run).  In a forked child this does nothing: the parent's
-        threads are not there to join.
+        Every pending operation is cancelled: its future (or the task awaiting
+        a channel, a lock or a timeout) gets ``CancelledError`` on its loop,
+        if that loop still runs.  Afterwards every use of the runtime raises
+        ``RuntimeError``; :meth:`stats` keeps working.
+
+        ``timeout`` (seconds, ``None`` for no limit) bounds the wait for the
+        native threads.  Their work is short, so they normally stop in
+        milliseconds; if one is still busy when it expires, a warning is
+        logged on the ``tokio_runtime`` logger and the joining finishes on a
+        background thread.  Safe from any thread, including a loop thread
+        (it never waits for a loop).  In a forked child it does nothing: the
+        parent's threads are not there to join.
         """
+        limit = timeout_seconds("timeout", timeout)
         with self._lock:
             if self._state != _RUNNING:
                 return
@@ -151,27 +202,69 @@ class Runtime:
                 self._state = _FORKED
                 return
             self._state = _STOPPED
-        lib.tr_runtime_shutdown(self._ptr)  # releases the GIL while joining
+        # Releases the GIL while it waits.
+        if lib.tr_runtime_shutdown_timeout(self._ptr, limit) == lib.TR_OK:
+            self._finish_shutdown()
+            return
+        log.warning(
+            "tokio_runtime: runtime %r did not stop within %.3g s; "
+            "its threads are joined in the background",
+            self.thread_name,
+            limit,
+        )
+        threading.Thread(
+            target=self._finish_shutdown, args=(True,), name="tokio-runtime-reaper", daemon=True
+        ).start()
+
+    def _finish_shutdown(self, wait_native: bool = False) -> None:
+        if wait_native:
+            lib.tr_runtime_shutdown(self._ptr)
         if self._dispatcher is not threading.current_thread():
-            self._dispatcher.join()
+            self._dispatcher.join()  # it delivered the last records and returned
         with self._lock:
-            self._final_stats = self._read_stats()
-            # Drop the owner's reference; the memory lives on while ports
-            # (still referenced by futures) hold theirs.
-            lib.tr_runtime_release(self._ptr)
+            ports = list(self._ports_by_id.values())
+        for port in ports:
+            port.schedule_abort()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
 
     def _forked(self) -> None:
         """In a forked child: forget this runtime without touching its threads."""
         self._state = _FORKED
+        # Never run C cleanup for the parent's objects here: their locks may
+        # have been held by threads that do not exist in this process.
+        ffi.gc(self._ptr, None)
+        for port in list(self._ports_by_id.values()):
+            ffi.gc(port._ptr, None)
+            port.closed = True
+        self._ports.clear()
+        self._ports_by_id.clear()
 
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _default: Runtime | None = None
 _default_lock = threading.Lock()
+_config: dict[str, Any] = {"worker_threads": 4, "thread_name": "tokio-runtime"}
 
 
 def get_runtime() -> Runtime:
-    """The process-wide default runtime, built on first use (once per process)."""
+    """The process-wide default runtime, built on first use.
+
+    Built once per process, like the original example's ``OnceCell``, with
+    the settings given to :func:`configure` (default: 4 workers, threads named
+    ``tokio-runtime-{n}``); a forked child builds its own on first use.  If it
+    is shut down explicitly it stays shut down, and using it raises
+    ``RuntimeError``.
+    """
     rt = _default
     if rt is not None and rt._pid == os.getpid():
         return rt
@@ -182,8 +275,66 @@ def _build_default() -> Runtime:
     global _default
     with _default_lock:
         if _default is None or _default._pid != os.getpid():
-            _default = Runtime()
+            _default = Runtime(**_config)
         return _default
+
+
+def configure(*, worker_threads: int | None = None, thread_name: str | None = None) -> None:
+    """Set up the default runtime before it starts.
+
+    Raises ``RuntimeError`` once the default runtime exists (any use of the
+    module-level functions, the seed functions, or a ``Channel``/``Mutex``
+    wait without an explicit runtime starts it), ``TypeError``/``ValueError``
+    for bad values (``worker_threads`` 1..256; ``thread_name`` 1..63 bytes).
+    """
+    with _default_lock:
+        if _default is not None and _default._pid == os.getpid():
+            raise RuntimeError(
+                "tokio_runtime.configure() must be called before the default runtime starts"
+            )
+        new = dict(_config)
+        if worker_threads is not None:
+            new["worker_threads"] = check_worker_threads(worker_threads)
+        if thread_name is not None:
+            new["thread_name"] = check_thread_name(thread_name)
+        _config.update(new)
+
+
+def sleep(seconds: float, result: T = None) -> asyncio.Future[T]:  # type: ignore[assignment]
+    """Sleep on the default runtime; see :meth:`Runtime.sleep`."""
+    return _time.sleep(get_runtime(), seconds, result)
+
+
+def timeout(seconds: float, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """Await ``awaitable`` for at most ``seconds`` (a native deadline).
+
+    Returns an awaitable giving the awaitable's result, or raising the
+    built-in ``TimeoutError`` once ``seconds`` pass first.  On timeout the
+    inner operation is cancelled (a native one stops in C: its timer is
+    stopped and ``stats()["pending"]`` drops back) and awaited until it has
+    finished cancelling, like ``asyncio.wait_for``.  If the inner operation
+    completes at the very moment the deadline fires, its result wins.
+
+    Arguments are checked at call time (``TypeError``/``ValueError``; the
+    awaitable, if it is a coroutine, is closed so it does not warn).  It must
+    be awaited inside an asyncio task.  Cancelling the outer task cancels the
+    inner operation and the deadline; at shutdown the task awaiting it gets
+    ``CancelledError``.
+    """
+    return _time.timeout(get_runtime(), seconds, awaitable)
+
+
+def spawn_background(
+    count: int, interval: float, on_tick: Callable[[int], Any] | None = None
+) -> _task.TaskHandle:
+    """Start a detached native ticker on the default runtime.
+
+    It fires ``count`` times, ``interval`` seconds apart, on a libev timer
+    (the C side never waits for Python).  ``on_tick(i)`` (i from 1) runs on
+    the spawning loop's thread for every iteration, in order, none skipped.
+    Returns a :class:`TaskHandle` at once.  Needs a running asyncio loop.
+    """
+    return _task.spawn_background(get_runtime(), count, interval, on_tick)
 
 
 def _shutdown_all() -> None:

@@ -8,6 +8,8 @@ int (a float, a str, None) raises ``TypeError``.  ``bool`` and objects with
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -66,4 +68,59 @@ def check_thread_name(value: Any) -> str:
     encoded = value.encode("utf-8", "strict")
     if not encoded or b"\0" in encoded or len(encoded) >= 64:
         raise ValueError("thread_name must be 1 to 63 bytes of UTF-8 without NUL")
+    return value
+
+
+#: Longest duration accepted anywhere (about 31.7 years): far beyond any real
+#: wait, and small enough that deadlines never overflow in C.
+MAX_SECONDS = 1e9
+
+
+def seconds(name: str, value: Any) -> float:
+    """Return ``value`` as a finite float in [0, MAX_SECONDS].
+
+    ``TypeError`` for a non-number (``bool`` and ``str`` included),
+    ``ValueError`` for a negative, NaN, infinite or too large value.
+    """
+    if isinstance(value, float):
+        s = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        s = float(value) if value <= MAX_SECONDS else math.inf
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        s = float(value)
+    else:
+        raise TypeError(f"{name} must be a number of seconds, not '{type(value).__name__}'")
+    if not 0.0 <= s <= MAX_SECONDS:  # also False for NaN
+        raise ValueError(
+            f"{name} must be a finite number between 0 and {MAX_SECONDS:g}, got {value!r}"
+        )
+    return s
+
+
+def timeout_seconds(name: str, value: Any) -> float:
+    """Like :func:`seconds`, but ``None`` (wait forever) gives ``-1.0``."""
+    return -1.0 if value is None else seconds(name, value)
+
+
+def int_in_range(name: str, value: Any, low: int, high: int) -> int:
+    """Return ``value`` as an int in [low, high].
+
+    ``TypeError`` for a non-int (``bool`` included), ``ValueError`` when out
+    of range.
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"{name} must be an int, not '{type(value).__name__}'")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not '{type(value).__name__}'") from None
+    if not low <= v <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {v}")
+    return v
+
+
+def callback_or_none(name: str, value: Any) -> Any:
+    """``value`` if it is callable or None, else ``TypeError``."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, not '{type(value).__name__}'")
     return value

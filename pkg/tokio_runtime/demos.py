@@ -6,63 +6,36 @@ Each checks its arguments when called (``OverflowError`` for a negative int,
 ``asyncio.Future`` bound to that loop - awaitable, and usable with
 ``asyncio.gather`` and ``asyncio.wait_for``.
 
-The work happens in C: timers are libev timers on the runtime's loop thread,
-the counter is a C integer behind a C mutex incremented on worker threads, and
-the channel is a bounded C queue between a producer and a consumer task.
-Cancelling a returned future cancels the native operation and all of its
-children (the original left its children running).
+They are built from the public primitives, the way a user would write them:
+``spawn_background_task`` is :func:`spawn_background` with a printing
+``on_tick``, ``concurrent_tasks`` gathers native :func:`sleep` calls,
+``channel_demo`` is a producer and a consumer task around a
+:class:`Channel`.  Two stay single native operations, for what they measure:
+``shared_counter_demo`` (a million tasks, each with its own libev timer and
+its own lock/unlock of a C mutex on a worker thread: one Python object per
+task would be the whole cost) and ``with_timeout`` (a native race in which the
+operation wins ties, as ``tokio::time::timeout`` polls the inner future
+first; two separately delivered timers could not promise that).
+Cancelling a returned future cancels the native work and all of its children
+(the original left its children running).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
-from ._bridge import Completion
-from ._native import ffi, lib
-from ._runtime import get_runtime
+from ._bridge import NativeFuture
+from ._channel import Channel
+from ._native import lib
+from ._runtime import Runtime, get_runtime
 from ._validate import str_list, u64
 
 #: Capacity of channel_demo's channel, as in the original.
 CHANNEL_CAPACITY = 32
 #: Per-step sleep of shared_counter_demo's tasks and channel_demo's producer.
 STEP_SECONDS = 0.010
-
-
-def _submit(
-    start: Callable[[Any, Any, int], int],
-    on_ok: Callable[[int, Any], Any],
-    on_error: Callable[[int, int], BaseException | None] | None = None,
-) -> asyncio.Future[Any]:
-    """Submit a native op on the running loop; return its future."""
-    loop = asyncio.get_running_loop()
-    rt = get_runtime()
-    port = rt.port_for(loop)
-    token = rt.next_token()
-    rt.check(start(rt._ptr, port._ptr, token))
-    fut = port.new_future(token)
-    port.pending[token] = Completion(fut, on_ok, on_error)
-    return fut
-
-
-class _TickPrinter:
-    """Prints a background task's ticks on the loop thread, none missed.
-
-    Progress records are coalesced in C (one record may carry several ticks),
-    so every tick between the last printed and the record's count is printed.
-    """
-
-    __slots__ = ("count", "printed")
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.printed = 0
-
-    def deliver(self, status: int, value: int, payload: Any, final: int) -> None:
-        for i in range(self.printed + 1, value + 1):
-            print(f"Background task iteration: {i}/{self.count}")
-        self.printed = max(self.printed, value)
 
 
 def spawn_background_task(count: int, delay_ms: int) -> asyncio.Future[str]:
@@ -78,11 +51,11 @@ def spawn_background_task(count: int, delay_ms: int) -> asyncio.Future[str]:
     count = u64("count", count)
     delay_ms = u64("delay_ms", delay_ms)
     loop = asyncio.get_running_loop()
-    rt = get_runtime()
-    port = rt.port_for(loop)
-    token = rt.next_token()
-    rt.check(lib.tr_ticker(rt._ptr, port._ptr, token, count, delay_ms / 1000.0))
-    port.pending[token] = _TickPrinter(count)
+
+    def tick(i: int) -> None:
+        print(f"Background task iteration: {i}/{count}")
+
+    get_runtime().spawn_background(count, delay_ms / 1000.0, on_tick=tick)
     fut: asyncio.Future[str] = loop.create_future()
     fut.set_result(f"Spawned background task with {count} iterations")
     return fut
@@ -96,11 +69,22 @@ def concurrent_tasks(urls: Sequence[str]) -> asyncio.Future[list[str]]:
     child timer.
     """
     items = str_list("urls", urls)
-    delays = ffi.new("double[]", [(100 + 50 * i) / 1000.0 for i in range(len(items))])
-    return _submit(
-        lambda rt, port, token: lib.tr_sleep_all(rt, port, token, delays, len(items)),
-        lambda value, payload: [f"Fetched: {url}" for url in items],
+    loop = asyncio.get_running_loop()
+    if not items:
+        done: asyncio.Future[list[str]] = loop.create_future()
+        done.set_result([])
+        return done
+    rt = get_runtime()
+    return asyncio.gather(
+        *(rt.sleep((100 + 50 * i) / 1000.0, f"Fetched: {url}") for i, url in enumerate(items))
     )
+
+
+class _CountFuture(NativeFuture):
+    __slots__ = ()
+
+    def _tr_ok(self, value: int, payload: Any) -> int:
+        return value
 
 
 def shared_counter_demo(increments: int) -> asyncio.Future[int]:
@@ -111,10 +95,21 @@ def shared_counter_demo(increments: int) -> asyncio.Future[int]:
     Cancelling it stops the tasks that have not run yet.
     """
     n = u64("increments", increments)
-    return _submit(
-        lambda rt, port, token: lib.tr_counter_demo(rt, port, token, n, STEP_SECONDS),
-        lambda value, payload: value,
-    )
+    loop = asyncio.get_running_loop()
+    rt = get_runtime()
+    port = rt.port_for(loop)
+    token = rt.next_token()
+    rt.check(lib.tr_counter_demo(rt._ptr, port._ptr, token, n, STEP_SECONDS))
+    return port.new_future(token, cls=_CountFuture)
+
+
+class _TimeoutFuture(NativeFuture):
+    __slots__ = ("_tr_message",)
+
+    def _tr_error(self, status: int, value: int) -> BaseException:
+        if status == lib.TR_TIMEDOUT:
+            return TimeoutError(self._tr_message)
+        return super()._tr_error(status, value)
 
 
 def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
@@ -126,38 +121,44 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
     """
     op_ms = u64("operation_ms", operation_ms)
     to_ms = u64("timeout_ms", timeout_ms)
-
-    def timed_out(status: int, value: int) -> BaseException | None:
-        if status != lib.TR_TIMEDOUT:
-            return None
-        return TimeoutError(f"Operation timed out after {to_ms}ms (operation would take {op_ms}ms)")
-
-    return _submit(
-        lambda rt, port, token: lib.tr_timeout_sleep(
-            rt, port, token, op_ms / 1000.0, to_ms / 1000.0
-        ),
-        lambda value, payload: "Operation completed",
-        timed_out,
-    )
+    loop = asyncio.get_running_loop()
+    rt = get_runtime()
+    port = rt.port_for(loop)
+    token = rt.next_token()
+    rt.check(lib.tr_timeout_sleep(rt._ptr, port._ptr, token, op_ms / 1000.0, to_ms / 1000.0))
+    fut = port.new_future(token, "Operation completed", cls=_TimeoutFuture)
+    fut._tr_message = f"Operation timed out after {to_ms}ms (operation would take {op_ms}ms)"
+    return fut
 
 
-def _strings(value: int, payload: Any) -> list[str]:
-    vec = ffi.cast("tr_strvec_t *", payload)
-    return [ffi.string(vec.items[i]).decode() for i in range(vec.len)]
+async def _producer(rt: Runtime, channel: Channel[str], n: int) -> None:
+    try:
+        for i in range(n):
+            await channel.send(f"Message {i}")
+            await rt.sleep(STEP_SECONDS)
+    finally:
+        channel.close()
+
+
+async def _channel_demo(rt: Runtime, n: int) -> list[str]:
+    channel: Channel[str] = Channel(CHANNEL_CAPACITY, runtime=rt)
+    producer = asyncio.ensure_future(_producer(rt, channel, n))
+    try:
+        received = [message async for message in channel]
+        await producer
+        return received
+    finally:
+        producer.cancel()
 
 
 def channel_demo(message_count: int) -> asyncio.Future[list[str]]:
     """Send ``message_count`` messages through a native channel of capacity 32.
 
-    A producer sends ``"Message {i}"`` and sleeps 10 ms after each send; a
-    consumer collects until the channel closes.  Resolves to the messages in
-    order after about ``10 * message_count`` ms.  Cancelling it stops both
-    tasks and frees the messages in flight.
+    A producer task sends ``"Message {i}"`` and sleeps 10 ms (a native
+    sleep) after each send; a consumer collects until the channel closes.
+    Resolves to the messages in order after about ``10 * message_count`` ms.
+    Cancelling it cancels both tasks; the channel and its items are freed.
     """
     n = u64("message_count", message_count)
-    return _submit(
-        lambda rt, port, token: lib.tr_channel_demo(
-            rt, port, token, n, CHANNEL_CAPACITY, STEP_SECONDS
-        ),
-        _strings,
-    )
+    loop = asyncio.get_running_loop()
+    return loop.create_task(_channel_demo(get_runtime(), n))

@@ -1,0 +1,213 @@
+"""Detached native background tasks and their handles.
+
+A background task is a native ticker (a repeating libev timer).  Its C side
+keeps a small shared handle (``tr_task_t``) whose progress and status any
+thread can read without a lock and without the GIL-holding loop's help, so
+``TaskHandle.progress`` keeps counting while the asyncio thread is busy.  Its
+progress records reach the spawning loop like any other completion and drive
+``on_tick`` and :meth:`TaskHandle.ticks` there, every iteration in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._native import ffi, lib
+from ._validate import callback_or_none, int_in_range
+from ._validate import seconds as check_seconds
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+#: Largest iteration count (the C side counts in int64).
+MAX_COUNT = 2**63 - 1
+
+
+class TaskHandle:
+    """A detached native background task, returned by ``spawn_background``.
+
+    * ``await handle`` gives the number of iterations completed (== ``count``)
+      once the task finishes, or raises ``CancelledError`` if it was
+      cancelled.  Awaiting is shielded: cancelling the awaiting task does not
+      cancel the background task (it is detached, like a Tokio
+      ``JoinHandle``).  Await it on the loop that spawned it.
+    * :meth:`cancel` stops it from any thread; :meth:`done`,
+      :meth:`cancelled` and :attr:`progress` read the native state, from any
+      thread, even while the spawning loop is busy or gone.
+    * ``on_tick(i)`` and :meth:`ticks` run on the spawning loop.
+
+    If the spawning loop closes first, the native timer is stopped within the
+    runtime's sweep interval (0.25 s): the task ends as cancelled, ``progress``
+    stops where it was, and no more ``on_tick`` calls happen.  At runtime
+    shutdown (or interpreter exit) it is cancelled too.
+    """
+
+    __slots__ = (
+        "_count",
+        "_delivered",
+        "_finished",
+        "_fut",
+        "_loop",
+        "_on_tick",
+        "_ptr",
+        "_runtime",
+        "_token",
+        "_watchers",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        loop: asyncio.AbstractEventLoop,
+        token: int,
+        ptr: Any,
+        count: int,
+        on_tick: Callable[[int], Any] | None,
+    ) -> None:
+        self._runtime = runtime
+        self._loop = loop
+        self._token = token
+        self._ptr = ffi.gc(ptr, lib.tr_task_release)
+        self._count = count
+        self._on_tick = on_tick
+        self._fut: asyncio.Future[int] = loop.create_future()
+        self._delivered = 0  # iterations seen on the loop (on_tick, ticks())
+        self._finished = False  # the final record was seen on the loop
+        self._watchers: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        state = "running"
+        if self.done():
+            state = "cancelled" if self.cancelled() else "finished"
+        return f"<TaskHandle {state} {self.progress}/{self._count}>"
+
+    # -- any thread --------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """The number of iterations asked for."""
+        return self._count
+
+    @property
+    def progress(self) -> int:
+        """Iterations completed so far, read from the native side.
+
+        Safe from any thread; it advances even while the spawning loop is
+        blocked, and may run ahead of the ``on_tick`` calls delivered so far.
+        """
+        return int(lib.tr_task_progress(self._ptr))
+
+    def done(self) -> bool:
+        """Whether the task has finished (completed or cancelled)."""
+        return lib.tr_task_status(self._ptr) != lib.TR_PENDING
+
+    def cancelled(self) -> bool:
+        """Whether the task ended by being cancelled."""
+        return lib.tr_task_status(self._ptr) == lib.TR_CANCELLED
+
+    def cancel(self) -> bool:
+        """Ask the native task to stop.  Safe from any thread.
+
+        Returns ``False`` if it had already finished.  The stop is
+        asynchronous: ``done()`` becomes true, and awaiting the handle raises
+        ``CancelledError``, once the runtime's loop thread has stopped the
+        timer (microseconds later); an iteration that fired first still
+        counts.  If the task finishes its last iteration at that moment, it
+        ends as completed, not cancelled.
+        """
+        if self.done():
+            return False
+        lib.tr_cancel(self._runtime._ptr, self._token)  # after shutdown: already cancelled
+        return True
+
+    # -- the spawning loop -----------------------------------------------------------
+    def __await__(self) -> Generator[Any, None, int]:
+        return asyncio.shield(self._fut).__await__()
+
+    def ticks(self) -> AsyncIterator[int]:
+        """Iterate over iteration numbers 1, 2, ... as they are delivered.
+
+        Every iteration completed so far is yielded first, then each new one
+        as it happens; the iteration ends when the task finishes (normally or
+        cancelled).  Each call gives an independent iterator.  Use it on the
+        spawning loop.
+        """
+        return self._ticks()
+
+    async def _ticks(self) -> AsyncIterator[int]:
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("TaskHandle.ticks() must be used on the loop that spawned the task")
+        i = 1
+        while True:
+            while i <= self._delivered:
+                yield i
+                i += 1
+            if self._finished:
+                return
+            w = self._loop.create_future()
+            self._watchers.append(w)
+            try:
+                await w
+            finally:
+                if w in self._watchers:
+                    self._watchers.remove(w)
+
+    # -- handler protocol (loop thread) -----------------------------------------------
+    def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+        interrupt: BaseException | None = None
+        on_tick = self._on_tick
+        # Records are coalesced in C: one may account for several iterations.
+        while self._delivered < value:
+            self._delivered += 1
+            if on_tick is not None:
+                try:
+                    on_tick(self._delivered)
+                except Exception as exc:
+                    self._loop.call_exception_handler(
+                        {"message": "tokio_runtime: on_tick raised", "exception": exc}
+                    )
+                except BaseException as exc:  # keep counting; re-raise at the end
+                    interrupt = interrupt or exc
+        if final:
+            self._finished = True
+            if not self._fut.done():
+                if status == lib.TR_OK:
+                    self._fut.set_result(value)
+                else:
+                    self._fut.cancel()
+        self._wake_watchers()
+        if interrupt is not None:
+            raise interrupt
+
+    def _tr_abort(self, loop_alive: bool) -> None:
+        self._finished = True
+        if loop_alive:
+            if not self._fut.done():
+                self._fut.cancel()
+            self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        for w in watchers:
+            if not w.done():
+                w.set_result(None)
+
+
+def spawn_background(
+    rt: Runtime, count: int, interval: float, on_tick: Callable[[int], Any] | None = None
+) -> TaskHandle:
+    """See :func:`tokio_runtime.spawn_background`."""
+    n = int_in_range("count", count, 0, MAX_COUNT)
+    s = check_seconds("interval", interval)
+    callback = callback_or_none("on_tick", on_tick)
+    loop = asyncio.get_running_loop()
+    port = rt.port_for(loop)
+    token = rt.next_token()
+    out = ffi.new("tr_task_t **")
+    rc = lib.tr_ticker(rt._ptr, port._ptr, token, n, s, out)
+    if rc != lib.TR_OK:
+        rt.check(rc)
+    handle = TaskHandle(rt, loop, token, out[0], n, callback)
+    port.pending[token] = handle
+    return handle
