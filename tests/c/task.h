@@ -10,6 +10,8 @@
 #define TR_TEST_TASK_H
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,6 +153,12 @@ _Noreturn void tt_fail(const char *file, int line, const char *fmt, ...)
 /* CLOCK_MONOTONIC, in seconds. */
 double tt_now(void);
 void tt_sleep(double seconds);
+/* Seconds a started thread is given to block inside the call under test:
+ * nothing public tells a queued thread from a runnable one. */
+#define TT_SETTLE 0.05
+/* Start fn(arg) on *tid, wait until it sets *started (just before the call
+ * under test), then give it TT_SETTLE seconds to block there. */
+void tt_start_settled(pthread_t *tid, void *(*fn)(void *), void *arg, atomic_bool *started);
 
 /* Stress sizes are multiplied by the scale, TR_TEST_SCALE: a number (default
  * 1; less for a slow machine, more for a soak run), or "valgrind" for 0.1.

@@ -17,7 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SETTLE 0.05
+#define SETTLE TT_SETTLE
 #define CAP_MAX ((size_t)1 << 40)
 
 static tr_channel_t *new_channel(size_t capacity) {
@@ -264,9 +264,7 @@ static void blocker_start(blocker *b, tr_channel_t *ch, int dir, uint64_t item, 
     b->rc = -1;
     atomic_init(&b->started, false);
     atomic_init(&b->done, false);
-    ASSERT_EQ(pthread_create(&b->tid, NULL, blocker_main, b), 0);
-    while (!atomic_load(&b->started)) sched_yield();
-    tt_sleep(SETTLE);
+    tt_start_settled(&b->tid, blocker_main, b, &b->started);
 }
 
 static void blocker_join(blocker *b) { ASSERT_EQ(pthread_join(b->tid, NULL), 0); }

@@ -15,7 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SETTLE 0.05
+#define SETTLE TT_SETTLE
 
 static tr_mutex_t *new_mutex(void) {
     tr_mutex_t *m = NULL;
@@ -113,9 +113,7 @@ static void locker_start(locker *l, tr_mutex_t *m, order_log *log, int id, doubl
     l->rc = -1;
     atomic_init(&l->started, false);
     atomic_init(&l->done, false);
-    ASSERT_EQ(pthread_create(&l->tid, NULL, locker_main, l), 0);
-    while (!atomic_load(&l->started)) sched_yield();
-    tt_sleep(SETTLE);
+    tt_start_settled(&l->tid, locker_main, l, &l->started);
 }
 
 static void locker_join(locker *l) { ASSERT_EQ(pthread_join(l->tid, NULL), 0); }

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -34,6 +35,12 @@ void tt_sleep(double seconds) {
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+void tt_start_settled(pthread_t *tid, void *(*fn)(void *), void *arg, atomic_bool *started) {
+    ASSERT_EQ(pthread_create(tid, NULL, fn, arg), 0);
+    while (!atomic_load(started)) sched_yield();
+    tt_sleep(TT_SETTLE);
 }
 
 double tt_scale(void) {
