@@ -190,6 +190,17 @@ int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t t
     return rc;
 }
 
+int tr_channel_wait_thread(tr_channel_t *ch, int direction, tr_waiter_t **waiter) {
+    if ((direction != TR_RECV && direction != TR_SEND) || !waiter) return TR_EINVAL;
+    pthread_mutex_lock(&ch->base.mu);
+    int rc = TR_OK;
+    if (!ready(ch, direction))
+        rc = tr__waiter_new_thread(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq,
+                                   direction, waiter);
+    pthread_mutex_unlock(&ch->base.mu);
+    return rc;
+}
+
 void tr_channel_notify(tr_channel_t *ch, int direction) {
     if (direction != TR_RECV && direction != TR_SEND) return;
     tr__wakelist_t wl = {0};

@@ -252,7 +252,8 @@ struct tr_waiter {
      * was closed first).  Never both, never neither. */
     bool claimed;              /* owner lock */
     bool passed;               /* owner lock */
-    /* TR__WAIT_THREAD: on the blocked thread's stack */
+    /* TR__WAIT_THREAD: on the blocked thread's stack (tr__waitq_block), or
+     * on the heap with one reference, the caller's (tr__waiter_new_thread) */
     pthread_cond_t cv;
     bool woken;
 };
@@ -283,6 +284,10 @@ void tr__wake_flush(tr__wakelist_t *wl);
  * TR_EINVAL or TR_ESHUTDOWN. */
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
                    uint64_t token, tr_waiter_t **out);
+/* Owner lock held: a new thread waiter queued in q, for a caller that waits
+ * in several steps (tr_waiter_wait) and keeps its place in between.
+ * TR_PENDING or TR_ENOMEM. */
+int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_waiter_t **out);
 /* Owner lock held: block the calling thread in q until woken or until the
  * deadline (NULL: none).  true: woken (it is out of q); false: timed out (it
  * was taken out of q, unwoken). */

@@ -71,6 +71,16 @@ int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **
     return rc;
 }
 
+int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter) {
+    if (!waiter) return TR_EINVAL;
+    pthread_mutex_lock(&m->base.mu);
+    int rc = TR_OK;
+    if (!m->locked) m->locked = true;
+    else rc = tr__waiter_new_thread(&m->base, &m->q, TR_RECV, waiter);
+    pthread_mutex_unlock(&m->base.mu);
+    return rc;
+}
+
 int tr_mutex_unlock(tr_mutex_t *m) {
     tr__wakelist_t wl = {0};
     int rc = TR_OK;

@@ -111,7 +111,8 @@ void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl) {
 
 static void waiter_unref(tr_waiter_t *w) {
     if (atomic_fetch_sub(&w->refs, 1) != 1) return;
-    tr_port_release(w->port);
+    if (w->kind == TR__WAIT_THREAD) pthread_cond_destroy(&w->cv);
+    tr_port_release(w->port); /* NULL for a thread waiter */
     tr__sync_unref(w->owner);
     free(w);
 }
@@ -203,7 +204,7 @@ int tr_waiter_release(tr_waiter_t *w) {
     bool woken = !queued && !w->passed;
     if (woken) w->claimed = true;
     pthread_mutex_unlock(&owner->mu);
-    if (queued) {
+    if (queued && w->kind == TR__WAIT_PORT) {
         waiter_settled(w);
         waiter_unref(w); /* the queue's reference */
     }
@@ -211,16 +212,52 @@ int tr_waiter_release(tr_waiter_t *w) {
     return woken ? 1 : 0;
 }
 
+/* ---- thread waiters that keep their place ------------------------------------ */
+
+static void thread_cv_init(pthread_cond_t *cv) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_waiter_t **out) {
+    tr_waiter_t *w = calloc(1, sizeof *w);
+    if (!w) return TR_ENOMEM;
+    atomic_init(&w->refs, 1); /* only the caller's: it always releases it */
+    w->kind = TR__WAIT_THREAD;
+    w->direction = direction;
+    w->owner = owner;
+    sync_ref(owner);
+    thread_cv_init(&w->cv);
+    tr__waitq_push(q, w);
+    *out = w;
+    return TR_PENDING;
+}
+
+int tr_waiter_wait(tr_waiter_t *w, double timeout) {
+    if (w->kind != TR__WAIT_THREAD || isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
+    tr__sync_t *owner = w->owner;
+    pthread_mutex_lock(&owner->mu);
+    while (!w->woken) {
+        int err = deadline ? pthread_cond_timedwait(&w->cv, &owner->mu, deadline)
+                           : pthread_cond_wait(&w->cv, &owner->mu);
+        if (err == ETIMEDOUT) break; /* still queued, in the same place */
+    }
+    bool woken = w->woken;
+    pthread_mutex_unlock(&owner->mu);
+    return woken ? TR_OK : TR_TIMEDOUT;
+}
+
 /* ---- thread waiters --------------------------------------------------------- */
 
 bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *deadline) {
     tr_waiter_t w = {0};
     w.kind = TR__WAIT_THREAD;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cv, &ca);
-    pthread_condattr_destroy(&ca);
+    thread_cv_init(&w.cv);
     tr__waitq_push(q, &w);
     while (!w.woken) {
         int err = deadline ? pthread_cond_timedwait(&w.cv, &owner->mu, deadline)

@@ -206,6 +206,16 @@ int tr_debug_stall_worker(tr_runtime_t *rt, double seconds);
  * Any thread. */
 int tr_waiter_release(tr_waiter_t *waiter);
 
+/* A thread waiter waits in steps, keeping its place in the queue between
+ * them (so its caller can get back to its own work, e.g. let Python run a
+ * signal handler, without losing its turn).  It is made by
+ * tr_channel_wait_thread / tr_mutex_wait_thread and released, like a port
+ * waiter, with tr_waiter_release.  tr_waiter_wait blocks the calling thread
+ * until the waiter is woken (TR_OK) or timeout seconds pass (TR_TIMEDOUT,
+ * still queued; negative: no limit); TR_EINVAL for a port waiter or a NaN
+ * timeout.  Any thread, one at a time per waiter. */
+int tr_waiter_wait(tr_waiter_t *waiter, double timeout);
+
 /* ---- channels ------------------------------------------------------------
  * A bounded FIFO of 64-bit items, safe from any number of threads.  Blocking
  * calls release nothing but the channel lock while they wait.  Every function
@@ -235,6 +245,10 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout);
  * waiter, token 0; TR_ENOMEM. */
 int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t token,
                     tr_waiter_t **waiter);
+/* The same for the calling thread: TR_OK (ready now, no waiter), TR_PENDING
+ * (*waiter queued: wait with tr_waiter_wait, then retry), TR_EINVAL or
+ * TR_ENOMEM. */
+int tr_channel_wait_thread(tr_channel_t *ch, int direction, tr_waiter_t **waiter);
 /* Pass on an unused wake: wake one waiter of that direction if it could now
  * proceed. */
 void tr_channel_notify(tr_channel_t *ch, int direction);
@@ -259,6 +273,10 @@ int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout);
  * the lock was handed to it.  TR_ESHUTDOWN: the port's runtime is shut down;
  * TR_ECLOSED, TR_EINVAL, TR_ENOMEM as for tr_channel_wait. */
 int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter);
+/* The same for the calling thread: TR_OK (held now), TR_PENDING (*waiter
+ * queued: tr_waiter_wait returning TR_OK means the lock was handed to it),
+ * TR_EINVAL or TR_ENOMEM. */
+int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter);
 /* TR_OK, or TR_EINVAL if it was not locked. */
 int tr_mutex_unlock(tr_mutex_t *m);
 int tr_mutex_locked(tr_mutex_t *m);

@@ -64,6 +64,7 @@
     X(chan_stress_mpmc)              \
     X(chan_wait_port)                \
     X(chan_wait_invalid)             \
+    X(chan_wait_thread)              \
     X(chan_wait_one_per_item)        \
     X(chan_wait_close)               \
     X(chan_notify_passes_wake)       \
@@ -73,6 +74,7 @@
     X(mutex_basic)                   \
     X(mutex_lock_timeout)            \
     X(mutex_fifo_threads)            \
+    X(mutex_wait_thread_keeps_place) \
     X(mutex_wait_port)               \
     X(mutex_fifo_mixed)              \
     X(mutex_wait_release_woken)      \

@@ -581,6 +581,52 @@ TEST_IMPL(chan_wait_invalid) {
     tr_runtime_release(rt);
 }
 
+TEST_IMPL(chan_wait_thread) {
+    tr_channel_t *ch = new_channel(1);
+    tr_waiter_t *w = NULL;
+    uint64_t item = 0;
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_SEND, &w), TR_OK); /* room: ready */
+    ASSERT_NULL(w);
+    ASSERT_EQ(tr_channel_wait_thread(ch, 5, &w), TR_EINVAL);
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, NULL), TR_EINVAL);
+
+    /* Empty: queued; steps time out in place; a send wakes it; the retry
+     * gets the item. */
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_PENDING);
+    ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_TIMEDOUT);
+    ASSERT_EQ(tr_waiter_wait(w, 0.001), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_try_send(ch, 42), TR_OK);
+    ASSERT_EQ(tr_waiter_wait(w, 5.0), TR_OK);
+    ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_OK); /* stays woken */
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    ASSERT_EQ(item, 42);
+
+    /* Two queued: the first one's unused wake, passed on with notify,
+     * reaches the second. */
+    tr_waiter_t *a = NULL, *b = NULL;
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &a), TR_PENDING);
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &b), TR_PENDING);
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_waiter_wait(b, 0.0), TR_TIMEDOUT); /* only the oldest is woken */
+    ASSERT_EQ(tr_waiter_release(a), 1);
+    tr_channel_notify(ch, TR_RECV);
+    ASSERT_EQ(tr_waiter_wait(b, 5.0), TR_OK);
+    ASSERT_EQ(tr_waiter_release(b), 1);
+
+    /* A full channel: a sender waits for room; close wakes it. */
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_SEND, &w), TR_PENDING);
+    tr_channel_close(ch);
+    ASSERT_EQ(tr_waiter_wait(w, 5.0), TR_OK);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_OK); /* item queued */
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    ASSERT_EQ(item, 7);
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_OK); /* closed: ready */
+    tr_channel_release(ch);
+}
+
 TEST_IMPL(chan_wait_one_per_item) {
     /* Each item wakes one receiver and each freed slot one sender, oldest
      * first: a burst does not stampede every waiter. */

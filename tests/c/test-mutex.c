@@ -161,6 +161,76 @@ TEST_IMPL(mutex_fifo_threads) {
     tr_mutex_release(m);
 }
 
+/* ---- thread waiters that wait in steps ------------------------------------------- */
+
+typedef struct stepper {
+    tr_mutex_t *m;
+    order_log *log;
+    int id;
+    int steps; /* tr_waiter_wait calls that timed out, place kept */
+    atomic_bool started;
+    pthread_t tid;
+} stepper;
+
+/* Waits the way the Python main thread does: 5 ms at a time. */
+static void *stepper_main(void *arg) {
+    stepper *st = arg;
+    tr_waiter_t *w = NULL;
+    atomic_store(&st->started, true);
+    ASSERT_EQ(tr_mutex_wait_thread(st->m, &w), TR_PENDING);
+    while (tr_waiter_wait(w, 0.005) == TR_TIMEDOUT) st->steps++;
+    ASSERT_EQ(tr_waiter_release(w), 1); /* woken: the lock is ours */
+    st->log->ids[st->log->n++] = st->id;
+    ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+    return NULL;
+}
+
+TEST_IMPL(mutex_wait_thread_keeps_place) {
+    tr_mutex_t *m = new_mutex();
+    order_log log = {.n = 0};
+    tr_waiter_t *w = NULL;
+    /* Free: taken at once, no waiter. */
+    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_OK);
+    ASSERT_NULL(w);
+    ASSERT_EQ(tr_mutex_wait_thread(m, NULL), TR_EINVAL);
+
+    /* A stepping waiter queued first is served first, however many times
+     * it came back out of tr_waiter_wait meanwhile. */
+    stepper st = {.m = m, .log = &log, .id = 1};
+    atomic_init(&st.started, false);
+    tt_start_settled(&st.tid, stepper_main, &st, &st.started);
+    locker later;
+    locker_start(&later, m, &log, 2, 10.0);
+    tt_sleep(SETTLE);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(pthread_join(st.tid, NULL), 0);
+    locker_join(&later);
+    ASSERT_GE(st.steps, 3);
+    ASSERT_EQ(log.n, 2);
+    ASSERT_EQ(log.ids[0], 1);
+    ASSERT_EQ(log.ids[1], 2);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Released unwoken: out of line, returns 0, the lock stays free for
+     * others.  Released after a hand-off it did not use: returns 1, and the
+     * caller passes the lock on with an unlock. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_PENDING);
+    ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_TIMEDOUT);
+    ASSERT_EQ(tr_waiter_wait(w, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_waiter_release(w), 0);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* handed to w */
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    tr_mutex_release(m);
+}
+
 /* ---- port waiters ------------------------------------------------------------------ */
 
 static void expect_handed(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
@@ -199,6 +269,7 @@ TEST_IMPL(mutex_wait_port) {
 
     /* Held: queued, counted, and its record means "yours now". */
     w = wait_pending(m, port, 2);
+    ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_EINVAL); /* only thread waiters wait in steps */
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.waiters, 1);
     ASSERT_EQ(s.pending, 1);
