@@ -37,6 +37,7 @@ async def demo() -> None:
 
 def main(argv: list[str]) -> int:
     """Run the demo on a new event loop (stdlib asyncio, or uvloop)."""
+    loop: asyncio.AbstractEventLoop
     if "--uvloop" in argv:
         import uvloop
 

@@ -72,6 +72,9 @@ class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
     """
 
     __slots__ = ("_tr_port", "_tr_result", "_tr_token")
+    _tr_port: Port
+    _tr_token: int
+    _tr_result: Any
 
     def cancel(self, msg: Any = None) -> bool:
         """Cancel the future and its native operation; see the class docs."""
@@ -110,16 +113,27 @@ class Waiter:
     nothing): a wake that will not be acted on is passed on by
     ``pass_on`` (``tr_channel_notify`` or ``tr_mutex_unlock``), so a
     cancelled waiter never swallows an item or keeps a lock.
+
+    From its record until its coroutine takes the wake, it sits in its
+    port's ``woken`` set: if the loop closes in between (the task will never
+    run again), :meth:`Port.close` passes the wake on.
     """
 
-    __slots__ = ("fut", "pass_on", "ptr")
+    __slots__ = ("fut", "pass_on", "ptr", "woken")
 
-    def __init__(self, fut: asyncio.Future[None], ptr: Any, pass_on: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        fut: asyncio.Future[None],
+        ptr: Any,
+        pass_on: Callable[[], None],
+        woken: set[Waiter] | None = None,
+    ) -> None:
         self.fut = fut
         # A one-item list: list.pop() is atomic, so two threads racing to
         # release (the loop's task and a closed-loop sweep) release once.
         self.ptr = [ptr]
         self.pass_on = pass_on
+        self.woken = woken
 
     def release(self, used: bool) -> None:
         """Give the C waiter back; pass its wake on unless ``used``."""
@@ -131,6 +145,8 @@ class Waiter:
             self.pass_on()
 
     def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+        if self.woken is not None:
+            self.woken.add(self)  # even if cancelled: the task still has to run
         if not self.fut.done():
             self.fut.set_result(None)
 
@@ -149,7 +165,17 @@ class Port:
     drops their late records quietly.
     """
 
-    __slots__ = ("__weakref__", "_ptr", "_recs", "closed", "id", "loop", "pending", "runtime")
+    __slots__ = (
+        "__weakref__",
+        "_ptr",
+        "_recs",
+        "closed",
+        "id",
+        "loop",
+        "pending",
+        "runtime",
+        "woken",
+    )
 
     def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop, port_id: int) -> None:
         out = ffi.new("tr_port_t **")
@@ -162,6 +188,9 @@ class Port:
         self.loop = loop
         self.id = port_id
         self.pending: dict[int, Any] = {}
+        # Waiters whose record was delivered, until their coroutine takes
+        # the wake (see Waiter).
+        self.woken: set[Waiter] = set()
         self.closed = False
 
     # -- loop thread ---------------------------------------------------------
@@ -270,6 +299,16 @@ class Port:
         if self.pending:
             log.debug("port %d closed with %d operations pending", self.id, len(self.pending))
             self._abort_handlers(loop_alive=False)
+        if self.loop.is_closed():
+            # Woken, but their tasks will never run again to take the wake:
+            # pass it on.  (At shutdown, with the loop alive, they still run.)
+            woken = self.woken
+            while woken:
+                try:
+                    waiter = woken.pop()
+                except KeyError:  # taken meanwhile by a coroutine being closed
+                    break
+                waiter.release(used=False)
 
 
 def dispatch_main(runtime: Runtime, started: threading.Event) -> None:

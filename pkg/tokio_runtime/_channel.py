@@ -11,7 +11,7 @@ delivered exactly once.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from . import _waiting
@@ -75,6 +75,7 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: int, *, runtime: Runtime | None = None) -> None:
         cap = int_in_range("capacity", capacity, 1, MAX_CAPACITY)
+        _waiting.check_runtime(runtime)
         out = ffi.new("tr_channel_t **")
         rc = lib.tr_channel_new(cap, out)
         if rc != lib.TR_OK:
@@ -168,7 +169,12 @@ class Channel(Generic[T]):
         rc = lib.tr_channel_try_send(ptr, key)
         if rc == lib.TR_EFULL:
             try:
-                rc = _waiting.block(lambda t: lib.tr_channel_send_blocking(ptr, key, t), limit)
+                if not _waiting.on_main_thread():
+                    rc = lib.tr_channel_send_blocking(ptr, key, limit)  # all in C
+                else:
+                    rc = self._retry_on_main_thread(
+                        lambda: lib.tr_channel_try_send(ptr, key), lib.TR_EFULL, lib.TR_SEND, limit
+                    )
             except BaseException:
                 del self._items[key]
                 raise
@@ -250,7 +256,12 @@ class Channel(Generic[T]):
         out = ffi.new("uint64_t *")
         rc = lib.tr_channel_try_recv(ptr, out)
         if rc == lib.TR_EEMPTY:
-            rc = _waiting.block(lambda t: lib.tr_channel_recv_blocking(ptr, out, t), limit)
+            if not _waiting.on_main_thread():
+                rc = lib.tr_channel_recv_blocking(ptr, out, limit)  # all in C
+            else:
+                rc = self._retry_on_main_thread(
+                    lambda: lib.tr_channel_try_recv(ptr, out), lib.TR_EEMPTY, lib.TR_RECV, limit
+                )
         return self._received(rc, out[0])
 
     def __aiter__(self) -> AsyncIterator[T]:
@@ -263,6 +274,27 @@ class Channel(Generic[T]):
             raise StopAsyncIteration from None
 
     # -- waiting ------------------------------------------------------------------------
+    def _retry_on_main_thread(
+        self, attempt: Callable[[], int], busy: int, direction: int, timeout: float
+    ) -> int:
+        """Blocking send or receive on the main thread.
+
+        Calls ``attempt()`` until it stops returning ``busy``, waiting in
+        place (see :func:`_waiting.wait_in_slices`) between attempts.
+        """
+        ptr = self._ptr
+        deadline = _waiting.deadline_after(timeout)
+        while True:
+            rc = attempt()
+            if rc != busy:
+                return rc
+            if not _waiting.wait_in_slices(
+                lambda out: lib.tr_channel_wait_thread(ptr, direction, out),
+                lambda: lib.tr_channel_notify(ptr, direction),
+                deadline,
+            ):
+                return int(lib.TR_TIMEDOUT)
+
     async def _wait(self, direction: int) -> None:
         ptr = self._ptr
         await _waiting.wait(

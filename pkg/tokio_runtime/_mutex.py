@@ -41,6 +41,7 @@ class Mutex:
     __slots__ = ("__weakref__", "_ptr", "_runtime")
 
     def __init__(self, *, runtime: Runtime | None = None) -> None:
+        _waiting.check_runtime(runtime)
         out = ffi.new("tr_mutex_t **")
         rc = lib.tr_mutex_new(out)
         if rc != lib.TR_OK:
@@ -83,8 +84,13 @@ class Mutex:
         ptr = self._ptr
         if lib.tr_mutex_try_lock(ptr) == lib.TR_OK:
             return True
-        rc = _waiting.block(lambda t: lib.tr_mutex_lock_blocking(ptr, t), limit)
-        return rc == lib.TR_OK
+        if not _waiting.on_main_thread():
+            return bool(lib.tr_mutex_lock_blocking(ptr, limit) == lib.TR_OK)  # all in C
+        return _waiting.wait_in_slices(
+            lambda out: lib.tr_mutex_wait_thread(ptr, out),
+            lambda: lib.tr_mutex_unlock(ptr),
+            _waiting.deadline_after(limit),
+        )
 
     def release(self) -> None:
         """Release the lock (handing it to the oldest waiter, if any).

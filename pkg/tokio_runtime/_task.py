@@ -100,11 +100,11 @@ class TaskHandle:
 
     def done(self) -> bool:
         """Whether the task has finished (completed or cancelled)."""
-        return lib.tr_task_status(self._ptr) != lib.TR_PENDING
+        return bool(lib.tr_task_status(self._ptr) != lib.TR_PENDING)
 
     def cancelled(self) -> bool:
         """Whether the task ended by being cancelled."""
-        return lib.tr_task_status(self._ptr) == lib.TR_CANCELLED
+        return bool(lib.tr_task_status(self._ptr) == lib.TR_CANCELLED)
 
     def cancel(self) -> bool:
         """Ask the native task to stop.  Safe from any thread.

@@ -35,7 +35,8 @@ def sleep(rt: Runtime, seconds: float, result: Any = None) -> asyncio.Future[Any
     rc = lib.tr_sleep(rt._ptr, port._ptr, token, s)
     if rc != lib.TR_OK:
         rt.check(rc)
-    return port.new_future(token, result)
+    fut: asyncio.Future[Any] = port.new_future(token, result)
+    return fut
 
 
 class _Deadline:

@@ -7,9 +7,10 @@ closing, shutdown), the waiter is released exactly once, and a wake that
 arrived but will not be used is passed on, so no item and no lock is ever
 left unclaimed while others wait.
 
-A thread waits inside C with the GIL released.  On the main thread it waits
-in slices so that Ctrl-C (which CPython can only act on between bytecodes)
-interrupts it within ``SLICE`` seconds.
+A thread waits inside C with the GIL released.  The main thread waits in
+slices instead, so that Ctrl-C (which CPython can only act on between
+bytecodes) interrupts it within ``SLICE`` seconds; its waiter stays queued
+between slices, so it keeps its place in line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._bridge import Waiter
+from ._bridge import Waiter, status_error
 from ._native import ffi, lib
 
 if TYPE_CHECKING:
@@ -38,6 +39,14 @@ def runtime_or_default(rt: Runtime | None) -> Runtime:
     return get_runtime()
 
 
+def check_runtime(rt: object) -> None:
+    """``TypeError`` unless ``rt`` is a :class:`Runtime` or ``None``."""
+    from ._runtime import Runtime
+
+    if rt is not None and not isinstance(rt, Runtime):
+        raise TypeError(f"runtime must be a Runtime or None, not '{type(rt).__name__}'")
+
+
 def forbid_running_loop(what: str) -> None:
     """Raise ``RuntimeError`` if this thread runs an asyncio loop.
 
@@ -51,20 +60,48 @@ def forbid_running_loop(what: str) -> None:
         )
 
 
-def block(call: Callable[[float], int], timeout: float) -> int:
-    """Run the native blocking wait ``call(seconds)`` for ``timeout`` seconds.
+def on_main_thread() -> bool:
+    """Whether this is the main thread (the one Python runs signal handlers on)."""
+    return threading.current_thread() is threading.main_thread()
 
-    ``timeout`` negative means forever.  Returns the wait's status.
+
+def wait_in_slices(
+    register: Callable[[Any], int], pass_on: Callable[[], None], deadline: float | None
+) -> bool:
+    """Wait on the main thread for a native thread waiter, keeping its place.
+
+    ``register(out)`` is ``tr_channel_wait_thread`` or
+    ``tr_mutex_wait_thread``.  Waits in slices of at most ``SLICE`` seconds,
+    coming back to Python in between so that Ctrl-C is raised here, without
+    leaving the queue.  Returns ``True`` once ready or woken, ``False`` when
+    ``deadline`` (a ``time.monotonic()`` value, ``None`` for no limit) passes.
+    A wake that arrives but is not used (timeout, exception) is passed on.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return call(timeout)
-    deadline = None if timeout < 0 else time.monotonic() + timeout
-    while True:
-        left = SLICE if deadline is None else min(SLICE, max(0.0, deadline - time.monotonic()))
-        rc = call(left)
-        if rc != lib.TR_TIMEDOUT or (deadline is not None and time.monotonic() >= deadline):
-            return rc
-        # Back in Python for a moment: a pending KeyboardInterrupt is raised here.
+    out = ffi.new("tr_waiter_t **")
+    rc = register(out)
+    if rc == lib.TR_OK:
+        return True
+    if rc != lib.TR_PENDING:
+        raise status_error(rc)
+    waiter = out[0]
+    used = False
+    try:
+        while True:
+            left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
+            if lib.tr_waiter_wait(waiter, max(0.0, left)) == lib.TR_OK:
+                used = True
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            # Back in Python for a moment: a pending KeyboardInterrupt is raised here.
+    finally:
+        if lib.tr_waiter_release(waiter) and not used:
+            pass_on()
+
+
+def deadline_after(timeout: float) -> float | None:
+    """The ``time.monotonic()`` deadline ``timeout`` seconds from now (None: never)."""
+    return None if timeout < 0 else time.monotonic() + timeout
 
 
 async def wait(
@@ -90,7 +127,7 @@ async def wait(
     if rc != lib.TR_PENDING:
         runtime.check(rc)
     fut = loop.create_future()
-    waiter = Waiter(fut, out[0], pass_on)
+    waiter = Waiter(fut, out[0], pass_on, port.woken)
     port.pending[token] = waiter
     used = False
     try:
@@ -98,5 +135,6 @@ async def wait(
         used = True
     finally:
         port.pending.pop(token, None)
+        port.woken.discard(waiter)
         waiter.release(used)
     return True

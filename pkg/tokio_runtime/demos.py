@@ -100,11 +100,13 @@ def shared_counter_demo(increments: int) -> asyncio.Future[int]:
     port = rt.port_for(loop)
     token = rt.next_token()
     rt.check(lib.tr_counter_demo(rt._ptr, port._ptr, token, n, STEP_SECONDS))
-    return port.new_future(token, cls=_CountFuture)
+    fut: asyncio.Future[int] = port.new_future(token, cls=_CountFuture)
+    return fut
 
 
 class _TimeoutFuture(NativeFuture):
     __slots__ = ("_tr_message",)
+    _tr_message: str
 
     def _tr_error(self, status: int, value: int) -> BaseException:
         if status == lib.TR_TIMEDOUT:
@@ -126,7 +128,7 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
     port = rt.port_for(loop)
     token = rt.next_token()
     rt.check(lib.tr_timeout_sleep(rt._ptr, port._ptr, token, op_ms / 1000.0, to_ms / 1000.0))
-    fut = port.new_future(token, "Operation completed", cls=_TimeoutFuture)
+    fut: _TimeoutFuture = port.new_future(token, "Operation completed", cls=_TimeoutFuture)
     fut._tr_message = f"Operation timed out after {to_ms}ms (operation would take {op_ms}ms)"
     return fut
 
