@@ -8,7 +8,7 @@
 #   make ctest      C core tests only (plain build)
 #   make sanitize   C core tests under TSan and ASan+UBSan
 #   make valgrind   C core tests under valgrind memcheck
-#   make lint       ruff
+#   make lint       ruff, mypy --strict
 #   make clean
 
 PYTHON ?= python3
@@ -98,6 +98,7 @@ valgrind: $(BUILD_C)/plain
 lint: $(VENV)/.installed
 	$(VPY) -m ruff check pkg tests build_ffi.py
 	$(VPY) -m ruff format --check pkg tests build_ffi.py
+	$(VPY) -m mypy --strict pkg/tokio_runtime
 
 pytest: $(VENV)/.installed
 	$(VPY) -m pytest

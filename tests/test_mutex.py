@@ -16,84 +16,21 @@ import time
 import pytest
 import uvloop
 from conftest import wait_for_pending
+from helpers import (
+    JOIN,
+    Worker,
+    dying_loop_worker,
+    idle,
+    loop_worker,
+    queued_then_wait,
+    stats,
+    until,
+    wait_until,
+)
 
 import tokio_runtime
 from tokio_runtime import Mutex, Runtime
 from tokio_runtime._runtime import get_runtime
-
-JOIN = 30.0
-
-
-# ---- helpers ---------------------------------------------------------------------
-
-
-class Worker(threading.Thread):
-    """A thread that keeps what its target returned or raised."""
-
-    def __init__(self, fn, *args, name=None):
-        super().__init__(daemon=True, name=name)
-        self.fn, self.args = fn, args
-        self.result = None
-        self.error = None
-
-    def run(self):
-        try:
-            self.result = self.fn(*self.args)
-        except BaseException as exc:  # re-raised by finish()
-            self.error = exc
-
-    def finish(self, timeout=JOIN):
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.name} still running after {timeout} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def on_new_loop(factory, coro_fn, *args):
-    loop = factory()
-    try:
-        return loop.run_until_complete(coro_fn(*args))
-    finally:
-        loop.close()
-
-
-def loop_worker(factory, coro_fn, *args):
-    w = Worker(on_new_loop, factory, coro_fn, *args)
-    w.start()
-    return w
-
-
-def stats():
-    return get_runtime().stats()
-
-
-async def until(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)
-
-
-def wait_until(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
-
-
-async def queued_then_wait(make, queued, timeout):
-    """Start ``make()`` as a task; once it has run up to its first wait, set
-    ``queued`` (a threading.Event); then await it for at most ``timeout``."""
-    task = asyncio.ensure_future(make())
-    await asyncio.sleep(0)  # the task ran its first step: it waits now
-    queued.set()
-    return await asyncio.wait_for(task, timeout)
-
-
-async def idle():
-    await until(lambda: stats()["waiters"] == 0, what="waiters == 0")
-    assert wait_for_pending(0) == 0
 
 
 def assert_usable(m):
@@ -711,21 +648,7 @@ def test_lock_delivered_to_a_loop_that_then_closes_passes_on():
     released = threading.Event()
     base = stats()["waiters"]
 
-    def run():
-        loop = asyncio.new_event_loop()
-        loop.set_exception_handler(lambda _loop, ctx: None)
-        task = loop.create_task(m.acquire())
-        loop.run_until_complete(asyncio.sleep(0.01))
-        parked.set()
-        assert released.wait(JOIN)
-        time.sleep(0.2)  # the dispatcher has queued the drain on this loop by now
-        loop.call_soon(loop.stop)  # runs the drain, stops before the task runs
-        loop.run_forever()
-        loop.close()
-        return task
-
-    dying = Worker(run)
-    dying.start()
+    dying = dying_loop_worker(m.acquire, parked, released)
     assert parked.wait(JOIN)
 
     async def live():
