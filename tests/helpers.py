@@ -8,6 +8,7 @@ import time
 
 from conftest import wait_for_pending
 
+import tokio_runtime
 from tokio_runtime._runtime import get_runtime
 
 #: Generous bound for anything that should take milliseconds.
@@ -115,3 +116,17 @@ def dying_loop_worker(make, parked, go):
     worker = Worker(run)
     worker.start()
     return worker
+
+
+async def with_deadline(kind, seconds, awaitable):
+    """Await ``awaitable`` under ``asyncio.wait_for`` or ``tokio_runtime.timeout``.
+
+    Both raise the built-in ``TimeoutError`` here (3.10's ``wait_for`` raises
+    ``asyncio.TimeoutError``, a different class before 3.11).
+    """
+    if kind == "asyncio.wait_for":
+        try:
+            return await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            raise TimeoutError from None
+    return await tokio_runtime.timeout(seconds, awaitable)

@@ -26,6 +26,7 @@ from helpers import (
     stats,
     until,
     wait_until,
+    with_deadline,
 )
 
 import tokio_runtime
@@ -521,12 +522,6 @@ async def test_acquire_cancel_storm():
     assert not m.locked()
     await assert_usable_async(m)
     await idle()
-
-
-def with_deadline(kind, seconds, awaitable):
-    if kind == "asyncio.wait_for":
-        return asyncio.wait_for(awaitable, seconds)
-    return tokio_runtime.timeout(seconds, awaitable)
 
 
 @pytest.mark.parametrize("deadline", ["asyncio.wait_for", "tokio_runtime.timeout"])
