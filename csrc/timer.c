@@ -70,16 +70,18 @@ typedef struct ticker_op {
 } ticker_op;
 
 static void ticker_finish(ticker_op *t, int status) {
-    /* The handle says "finished" no earlier than the record is queued... */
+    /* The handle says "finished" before the final record is queued: whoever
+     * drains that record (the asyncio side, ending an await or a ticks()
+     * loop) must find done()/cancelled() already true.  One who sees the
+     * status first just awaits the record, which is on its way. */
     tr_task_t *task = t->task;
     t->task = NULL;
-    if (task) atomic_store(&task->progress, t->ticks);
-    tr__op_finish(&t->base, status, (int64_t)t->ticks, NULL);
-    /* ...so a reader that sees it finished can count on the record coming. */
     if (task) {
+        atomic_store(&task->progress, t->ticks);
         atomic_store(&task->status, status);
-        task_unref(task);
     }
+    tr__op_finish(&t->base, status, (int64_t)t->ticks, NULL);
+    task_unref(task);
 }
 
 static void ticker_fired(struct ev_loop *loop, ev_timer *w, int revents) {

@@ -165,7 +165,8 @@ int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count,
 /* Ticks done so far.  Any thread, lock-free. */
 uint64_t tr_task_progress(const tr_task_t *task);
 /* TR_PENDING while the task runs, then its final status (TR_OK or
- * TR_CANCELLED).  Any thread, lock-free. */
+ * TR_CANCELLED), set just before the final record is queued: whoever drains
+ * that record finds it set.  Any thread, lock-free. */
 int tr_task_status(const tr_task_t *task);
 /* Drop the caller's handle.  The task itself runs on.  Any thread. */
 void tr_task_release(tr_task_t *task);
