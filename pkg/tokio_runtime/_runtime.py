@@ -265,8 +265,10 @@ def get_runtime() -> Runtime:
     is shut down explicitly it stays shut down, and using it raises
     ``RuntimeError``.
     """
+    # No pid check here (os.getpid() is a system call, ~250 ns, on every
+    # operation): the at-fork hook clears _default in a child.
     rt = _default
-    if rt is not None and rt._pid == os.getpid():
+    if rt is not None:
         return rt
     return _build_default()
 
