@@ -272,16 +272,27 @@ def test_module_demo_runs():
 
 ATEXIT_SCRIPT = textwrap.dedent(
     """
-    import atexit, asyncio, os
+    import atexit, asyncio, os, time
 
     def count_runtime_threads():
         # Registered before tokio_runtime is imported, so it runs after the
-        # package's own atexit hook (atexit is last-in, first-out).
-        names = []
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                names.append(f.read().strip())
-        print("runtime threads at exit:", sum(n.startswith("tokio-runtime") for n in names))
+        # package's own atexit hook (atexit is last-in, first-out).  Polls a
+        # moment: the joined dispatcher's OS thread leaves /proc just after
+        # Thread.join returns; an unjoined thread would stay.
+        deadline = time.monotonic() + 2.0
+        while True:
+            names = []
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{tid}/comm") as f:
+                        names.append(f.read().strip())
+                except FileNotFoundError:
+                    pass
+            left = sum(n.startswith("tokio-runtime") for n in names)
+            if left == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        print("runtime threads at exit:", left)
 
     atexit.register(count_runtime_threads)
     import tokio_runtime as tr
