@@ -130,3 +130,23 @@ async def with_deadline(kind, seconds, awaitable):
         except asyncio.TimeoutError:
             raise TimeoutError from None
     return await tokio_runtime.timeout(seconds, awaitable)
+
+
+def park_on_a_loop_then_close_it(factory, coro_fn, *args):
+    """Start ``coro_fn`` as a task on a new loop in a thread, let it reach its
+    wait, then close the loop without cancelling it.  Returns the task."""
+    seen = []
+
+    def run():
+        loop = factory()
+        # "Task was destroyed but it is pending!" is expected later: keep quiet.
+        loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+        task = loop.create_task(coro_fn(*args))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert not task.done()
+        loop.close()
+        return task
+
+    w = Worker(run)
+    w.start()
+    return w.finish()

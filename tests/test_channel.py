@@ -27,6 +27,7 @@ from helpers import (
     idle,
     loop_worker,
     on_new_loop,
+    park_on_a_loop_then_close_it,
     queued_then_wait,
     stats,
     until,
@@ -1078,33 +1079,13 @@ async def test_send_under_tiny_timeouts_is_exactly_once(deadline):
 # ---- loops that close under a waiter -----------------------------------------------
 
 
-def _park_on_a_loop_then_close_it(factory, coro_fn, *args):
-    """Start ``coro_fn`` as a task on a new loop in a thread, let it reach its
-    wait, then close the loop without cancelling it.  Returns the task."""
-    seen = []
-
-    def run():
-        loop = factory()
-        # "Task was destroyed but it is pending!" is expected later: keep quiet.
-        loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
-        task = loop.create_task(coro_fn(*args))
-        loop.run_until_complete(asyncio.sleep(0.01))
-        assert not task.done()
-        loop.close()
-        return task
-
-    w = Worker(run)
-    w.start()
-    return w.finish()
-
-
 @pytest.mark.parametrize("dead_flavour", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("when", ["before the sweep", "after the sweep"])
 def test_item_for_a_receiver_on_a_closed_loop_reaches_another(dead_flavour, when):
     factory = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}[dead_flavour]
     ch = Channel(2)
     base = stats()["waiters"]
-    dead = _park_on_a_loop_then_close_it(factory, ch.recv)
+    dead = park_on_a_loop_then_close_it(factory, ch.recv)
     if when == "after the sweep":
         wait_until(lambda: stats()["waiters"] == base, what="the sweep to drop the dead waiter")
     queued = threading.Event()
@@ -1125,7 +1106,7 @@ def test_item_for_a_receiver_on_a_closed_loop_reaches_another(dead_flavour, when
 def test_room_for_a_sender_on_a_closed_loop_reaches_another():
     ch = Channel(1)
     ch.try_send("old")
-    dead = _park_on_a_loop_then_close_it(asyncio.new_event_loop, ch.send, "from the dead")
+    dead = park_on_a_loop_then_close_it(asyncio.new_event_loop, ch.send, "from the dead")
     queued = threading.Event()
     sender = loop_worker(
         asyncio.new_event_loop,

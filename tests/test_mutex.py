@@ -22,6 +22,7 @@ from helpers import (
     dying_loop_worker,
     idle,
     loop_worker,
+    park_on_a_loop_then_close_it,
     queued_then_wait,
     stats,
     until,
@@ -580,24 +581,6 @@ async def test_acquire_under_tiny_timeouts(deadline):
 # ---- loops that close under a waiter --------------------------------------------------
 
 
-def _park_on_a_loop_then_close_it(m, factory=asyncio.new_event_loop):
-    """A task of a new loop (in a thread) waits for ``m``; the loop is then
-    closed without cancelling it.  Returns the (pending) task."""
-
-    def run():
-        loop = factory()
-        loop.set_exception_handler(lambda _loop, ctx: None)  # "destroyed but pending"
-        task = loop.create_task(m.acquire())
-        loop.run_until_complete(asyncio.sleep(0.01))
-        assert not task.done()
-        loop.close()
-        return task
-
-    w = Worker(run)
-    w.start()
-    return w.finish()
-
-
 @pytest.mark.parametrize("dead_flavour", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("when", ["before the sweep", "after the sweep"])
 def test_lock_handed_to_a_closed_loop_passes_on(dead_flavour, when):
@@ -605,7 +588,7 @@ def test_lock_handed_to_a_closed_loop_passes_on(dead_flavour, when):
     m = Mutex()
     m.acquire_blocking()
     base = stats()["waiters"]
-    dead = _park_on_a_loop_then_close_it(m, factory)
+    dead = park_on_a_loop_then_close_it(factory, m.acquire)
     if when == "after the sweep":
         wait_until(lambda: stats()["waiters"] == base, what="the sweep")
     seen = []
