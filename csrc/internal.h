@@ -26,9 +26,6 @@
 
 #define TR__CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
-/* An internal return code: the request was queued and will be woken later. */
-#define TR__PENDING (-1)
-
 /* ---- messages to the loop thread ---------------------------------------- */
 typedef struct tr__msg tr__msg_t;
 struct tr__msg {
@@ -276,7 +273,6 @@ void tr__waitq_push(tr__waitq_t *q, tr_waiter_t *w);
 bool tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl);
 /* Owner lock held: wake every waiter. */
 void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl);
-static inline bool tr__waitq_empty(const tr__waitq_t *q) { return q->head == NULL; }
 /* Owner lock NOT held: push the collected records. */
 void tr__wake_flush(tr__wakelist_t *wl);
 
