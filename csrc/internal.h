@@ -276,8 +276,8 @@ void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl);
 /* Owner lock NOT held: push the collected records. */
 void tr__wake_flush(tr__wakelist_t *wl);
 
-/* Owner lock held: a new port waiter queued in q.  TR_PENDING, TR_ENOMEM,
- * TR_EINVAL or TR_ESHUTDOWN. */
+/* Owner lock held: a new port waiter queued in q.  The caller has checked
+ * port, token and out.  TR_PENDING, TR_ENOMEM, TR_ECLOSED or TR_ESHUTDOWN. */
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
                    uint64_t token, tr_waiter_t **out);
 /* Owner lock held: a new thread waiter queued in q, for a caller that waits
@@ -292,6 +292,8 @@ bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *d
 /* Absolute CLOCK_MONOTONIC deadline timeout seconds from now; NULL when
  * timeout is negative (wait forever). */
 const struct timespec *tr__deadline(double timeout, struct timespec *ts);
+/* A condition variable whose timed waits take tr__deadline() deadlines. */
+void tr__cond_init_monotonic(pthread_cond_t *cv);
 
 /* ---- small helpers ------------------------------------------------------------ */
 bool tr__valid_seconds(double s);

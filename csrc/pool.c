@@ -47,11 +47,7 @@ static void *worker_main(void *arg) {
 int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool->exit_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tr__cond_init_monotonic(&pool->exit_cv);
     pool->head = pool->tail = NULL;
     pool->quit = false;
     pool->waiting = 0;

@@ -323,12 +323,8 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->shutdown_mu, NULL);
     pthread_mutex_init(&rt->ready_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt->ready_cv, &ca);
-    pthread_cond_init(&rt->exit_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tr__cond_init_monotonic(&rt->ready_cv);
+    tr__cond_init_monotonic(&rt->exit_cv);
 
     ev_set_userdata(rt->loop, rt);
     ev_async_init(&rt->wake, on_wake);
@@ -529,22 +525,13 @@ void tr_runtime_wake_dispatcher(tr_runtime_t *rt) {
 }
 
 int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeout) {
-    struct timespec deadline;
-    if (timeout >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        double whole = floor(timeout);
-        deadline.tv_sec += (time_t)whole;
-        deadline.tv_nsec += (long)((timeout - whole) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec += 1;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
     int n = 0;
     pthread_mutex_lock(&rt->ready_mu);
     while (!rt->ready_head && !rt->dispatch_done && !rt->dispatch_kick) {
-        int err = timeout >= 0 ? pthread_cond_timedwait(&rt->ready_cv, &rt->ready_mu, &deadline)
-                               : pthread_cond_wait(&rt->ready_cv, &rt->ready_mu);
+        int err = deadline ? pthread_cond_timedwait(&rt->ready_cv, &rt->ready_mu, deadline)
+                           : pthread_cond_wait(&rt->ready_cv, &rt->ready_mu);
         if (err == ETIMEDOUT) break;
     }
     rt->dispatch_kick = false;

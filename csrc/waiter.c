@@ -35,6 +35,14 @@ void tr__sync_unref(tr__sync_t *s) {
     s->destroy(s);
 }
 
+void tr__cond_init_monotonic(pthread_cond_t *cv) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 const struct timespec *tr__deadline(double timeout, struct timespec *ts) {
     if (timeout < 0 || isnan(timeout)) return NULL;
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -143,7 +151,6 @@ static void waiter_record_release(tr__record_t *r) {
 
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
                    uint64_t token, tr_waiter_t **out) {
-    if (!port || token == 0 || !out) return TR_EINVAL;
     tr_runtime_t *rt = port->rt;
     pthread_mutex_lock(&rt->mu);
     bool running = rt->state == TR__RUNNING;
@@ -214,14 +221,6 @@ int tr_waiter_release(tr_waiter_t *w) {
 
 /* ---- thread waiters that keep their place ------------------------------------ */
 
-static void thread_cv_init(pthread_cond_t *cv) {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_waiter_t **out) {
     tr_waiter_t *w = calloc(1, sizeof *w);
     if (!w) return TR_ENOMEM;
@@ -230,7 +229,7 @@ int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_w
     w->direction = direction;
     w->owner = owner;
     sync_ref(owner);
-    thread_cv_init(&w->cv);
+    tr__cond_init_monotonic(&w->cv);
     tr__waitq_push(q, w);
     *out = w;
     return TR_PENDING;
@@ -257,7 +256,7 @@ int tr_waiter_wait(tr_waiter_t *w, double timeout) {
 bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *deadline) {
     tr_waiter_t w = {0};
     w.kind = TR__WAIT_THREAD;
-    thread_cv_init(&w.cv);
+    tr__cond_init_monotonic(&w.cv);
     tr__waitq_push(q, &w);
     while (!w.woken) {
         int err = deadline ? pthread_cond_timedwait(&w.cv, &owner->mu, deadline)
