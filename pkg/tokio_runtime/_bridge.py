@@ -126,7 +126,7 @@ class Waiter:
         fut: asyncio.Future[None],
         ptr: Any,
         pass_on: Callable[[], None],
-        woken: set[Waiter] | None = None,
+        woken: set[Waiter],
     ) -> None:
         self.fut = fut
         # A one-item list: list.pop() is atomic, so two threads racing to
@@ -145,8 +145,7 @@ class Waiter:
             self.pass_on()
 
     def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
-        if self.woken is not None:
-            self.woken.add(self)  # even if cancelled: the task still has to run
+        self.woken.add(self)  # even if cancelled: the task still has to run
         if not self.fut.done():
             self.fut.set_result(None)
 

@@ -128,9 +128,12 @@ class Runtime:
                 self._check_usable()
             raise _bridge.status_error(rc)
 
-    def _check_usable(self) -> None:
+    def _check_not_forked(self) -> None:
         if self._state == _FORKED or self._pid != os.getpid():
             raise RuntimeError("tokio_runtime: this runtime belongs to the parent process")
+
+    def _check_usable(self) -> None:
+        self._check_not_forked()
         if self._state != _RUNNING:
             raise RuntimeError("tokio_runtime: the runtime is shut down")
 
@@ -156,8 +159,7 @@ class Runtime:
         ``worker_threads``, ``thread_name`` and ``running``.  Safe from any
         thread; still works after :meth:`shutdown` (the final counters).
         """
-        if self._state == _FORKED or self._pid != os.getpid():
-            raise RuntimeError("tokio_runtime: this runtime belongs to the parent process")
+        self._check_not_forked()
         s = ffi.new("tr_stats_t *")
         lib.tr_runtime_stats(self._ptr, s)
         return {
