@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,58 @@ def test_cmake_regenerates_the_module_when_the_header_changes(tmp_path):
     time.sleep(1.1)  # make the new mtime unmistakable
     header.write_text(header.read_text())
     assert "Generating CFFI module source" in build_log()
+
+
+def _load_build_ffi():
+    sys.path.insert(0, str(ROOT))
+    try:
+        import build_ffi
+    finally:
+        sys.path.remove(str(ROOT))
+    return build_ffi
+
+
+#: Functions that wait for another thread, an event or a join: they must let
+#: the GIL go, or every other Python thread stalls (or deadlocks) meanwhile.
+MAY_BLOCK = {
+    "tr_runtime_new",
+    "tr_runtime_shutdown",
+    "tr_runtime_shutdown_timeout",
+    "tr_runtime_release",
+    "tr_runtime_wait_ready",
+    "tr_port_release",
+    "tr_channel_send_blocking",
+    "tr_channel_recv_blocking",
+    "tr_channel_wait_thread",
+    "tr_mutex_lock_blocking",
+    "tr_mutex_wait_thread",
+    "tr_waiter_wait",
+    "tr_debug_stall_worker",
+}
+
+
+def test_only_calls_that_return_at_once_keep_the_gil():
+    from tokio_runtime._native import lib
+
+    build_ffi = _load_build_ffi()
+    declared = set(build_ffi.declared_functions(build_ffi.cdef_source()))
+    assert MAY_BLOCK <= declared  # the list above names real functions
+    assert build_ffi.KEEP_GIL <= declared
+    assert not build_ffi.KEEP_GIL & MAY_BLOCK
+    for name in build_ffi.KEEP_GIL | MAY_BLOCK:
+        assert hasattr(lib, name)
+
+
+def test_preamble_lists_exactly_the_keep_gil_wrappers():
+    build_ffi = _load_build_ffi()
+    text = build_ffi.module_preamble()
+    listed = set(re.findall(r'"_cffi_f_(tr_\w+)"', text))
+    assert listed == set(build_ffi.KEEP_GIL)
+    assert "#define Py_BEGIN_ALLOW_THREADS" in text
+
+
+def test_build_ffi_refuses_a_keep_gil_name_it_does_not_declare(tmp_path, monkeypatch):
+    build_ffi = _load_build_ffi()
+    monkeypatch.setattr(build_ffi, "KEEP_GIL", build_ffi.KEEP_GIL | {"tr_no_such_function"})
+    with pytest.raises(SystemExit, match="tr_no_such_function"):
+        build_ffi.make_ffi()
