@@ -57,7 +57,6 @@ KEEP_GIL = frozenset(
         "tr_mutex_try_lock",
         "tr_mutex_unlock",
         "tr_mutex_wait",
-        "tr_payload_free",
         "tr_port_drain",
         "tr_runtime_stats",
         "tr_runtime_wake_dispatcher",

@@ -37,8 +37,8 @@ static void counter_done(tr_runtime_t *rt, tr__msg_t *msg) {
     pthread_mutex_lock(&c->mu);
     uint64_t value = c->value;
     pthread_mutex_unlock(&c->mu);
-    if (atomic_load(&c->cancelled)) tr__op_finish(&c->base, TR_CANCELLED, (int64_t)value, NULL);
-    else tr__op_finish(&c->base, TR_OK, (int64_t)value, NULL);
+    if (atomic_load(&c->cancelled)) tr__op_finish(&c->base, TR_CANCELLED, (int64_t)value);
+    else tr__op_finish(&c->base, TR_OK, (int64_t)value);
 }
 
 static void counter_work(tr__work_t *w) { /* worker */
@@ -63,12 +63,12 @@ static void counter_fired(struct ev_loop *loop, ev_timer *w, int revents) {
 static void counter_start(tr__op_t *op) {
     counter_op *c = (counter_op *)op;
     if (c->tasks == 0) {
-        tr__op_finish(op, TR_OK, 0, NULL);
+        tr__op_finish(op, TR_OK, 0);
         return;
     }
     c->kids = malloc(c->tasks * sizeof *c->kids);
     if (!c->kids) {
-        tr__op_finish(op, TR_ENOMEM, 0, NULL);
+        tr__op_finish(op, TR_ENOMEM, 0);
         return;
     }
     atomic_store(&c->outstanding, c->tasks);
@@ -85,7 +85,7 @@ static void counter_cancel(tr__op_t *op) {
     counter_op *c = (counter_op *)op;
     atomic_store(&c->cancelled, true);
     if (!c->kids) { /* never started */
-        tr__op_finish(op, TR_CANCELLED, 0, NULL);
+        tr__op_finish(op, TR_CANCELLED, 0);
         return;
     }
     uint64_t stopped = 0;
@@ -101,7 +101,7 @@ static void counter_cancel(tr__op_t *op) {
         pthread_mutex_lock(&c->mu);
         uint64_t value = c->value;
         pthread_mutex_unlock(&c->mu);
-        tr__op_finish(op, TR_CANCELLED, (int64_t)value, NULL);
+        tr__op_finish(op, TR_CANCELLED, (int64_t)value);
     }
 }
 

@@ -91,7 +91,7 @@ void tr__op_discard(tr__op_t *op);
 int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *op);
 /* Finish: unregister, count, clean up, and queue the final record (which then
  * owns the op's memory).  The op must not be touched afterwards.  Loop thread. */
-void tr__op_finish(tr__op_t *op, int status, int64_t value, void *payload);
+void tr__op_finish(tr__op_t *op, int status, int64_t value);
 /* Queue (or update, if still queued) the op's progress record.  Loop thread. */
 void tr__op_progress(tr__op_t *op, int64_t value);
 

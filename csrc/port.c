@@ -9,7 +9,6 @@
 #include "internal.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 void tr__port_ref(tr_port_t *port) { atomic_fetch_add(&port->refs, 1); }
 
@@ -45,8 +44,6 @@ int tr_port_new(tr_runtime_t *rt, uint64_t id, tr_port_t **out) {
 static void drop_chain(tr__record_t *r) {
     while (r) {
         tr__record_t *next = r->next;
-        tr_payload_free(r->c.payload);
-        r->c.payload = NULL;
         r->dropped = true;
         if (r->release) r->release(r);
         r = next;
@@ -94,7 +91,6 @@ size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
         tr__record_t *r = port->head;
         port->head = r->next;
         out[n++] = r->c;
-        r->c.payload = NULL; /* the drainer owns it now */
         r->queued = false;
         if (r->release) { /* release outside the lock, in queue order */
             r->next = NULL;
@@ -125,8 +121,7 @@ void tr_port_close(tr_port_t *port) {
     /* Records that live on (an op's progress record) still belong to their
      * op, which may queue one again, and so rewrite its links, as soon as the
      * lock is dropped: unlink them here and never touch them afterwards.
-     * They carry no payload.  Only records the queue owns are dropped below,
-     * outside the lock. */
+     * Only records the queue owns are dropped below, outside the lock. */
     tr__record_t *chain = NULL, **tail = &chain;
     for (tr__record_t *r = port->head, *next; r; r = next) {
         next = r->next;
@@ -168,13 +163,4 @@ void tr_port_release(tr_port_t *port) {
     free(port);
     atomic_fetch_sub(&rt->ports, 1);
     tr__runtime_unref(rt);
-}
-
-/* ---- payloads -------------------------------------------------------------- */
-
-void tr_payload_free(void *payload) {
-    if (!payload) return;
-    void (*destroy)(void *);
-    memcpy(&destroy, payload, sizeof destroy); /* every payload starts with it */
-    destroy(payload);
 }

@@ -152,7 +152,7 @@ static void op_start_msg(tr_runtime_t *rt, tr__msg_t *msg) {
         /* The table could not take it (duplicate token or no memory): it
          * never ran, so report why instead of pretending it did. */
         op->state = TR__OP_RUNNING;
-        tr__op_finish(op, rc, 0, NULL);
+        tr__op_finish(op, rc, 0);
         return;
     }
     op->state = TR__OP_RUNNING;
@@ -195,7 +195,7 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     return TR_OK;
 }
 
-void tr__op_finish(tr__op_t *op, int status, int64_t value, void *payload) {
+void tr__op_finish(tr__op_t *op, int status, int64_t value) {
     tr_runtime_t *rt = op->rt;
     tr_port_t *port = op->port;
     if (tr__optable_get(&rt->ops, op->token) == op) tr__optable_del(&rt->ops, op->token);
@@ -206,7 +206,6 @@ void tr__op_finish(tr__op_t *op, int status, int64_t value, void *payload) {
     atomic_fetch_sub(&rt->pending, 1);
     op->final.c.status = status;
     op->final.c.value = value;
-    op->final.c.payload = payload;
     tr__port_push(port, &op->final); /* from here on the port owns the op */
     tr_port_release(port);
 }

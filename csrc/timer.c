@@ -18,7 +18,7 @@ typedef struct sleep_op {
 static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    tr__op_finish(w->data, TR_OK, 0, NULL);
+    tr__op_finish(w->data, TR_OK, 0);
 }
 
 static void sleep_start(tr__op_t *op) {
@@ -29,7 +29,7 @@ static void sleep_start(tr__op_t *op) {
 static void sleep_cancel(tr__op_t *op) {
     sleep_op *s = (sleep_op *)op;
     ev_timer_stop(op->rt->loop, &s->timer);
-    tr__op_finish(op, TR_CANCELLED, 0, NULL);
+    tr__op_finish(op, TR_CANCELLED, 0);
 }
 
 static const tr__op_vtable_t sleep_vt = {"sleep", sleep_start, sleep_cancel, NULL};
@@ -80,7 +80,7 @@ static void ticker_finish(ticker_op *t, int status) {
         atomic_store(&task->progress, t->ticks);
         atomic_store(&task->status, status);
     }
-    tr__op_finish(&t->base, status, (int64_t)t->ticks, NULL);
+    tr__op_finish(&t->base, status, (int64_t)t->ticks);
     task_unref(task);
 }
 
@@ -177,7 +177,7 @@ static void timeout_work_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     timeout_op *t = w->data;
     timeout_stop_both(t);
-    tr__op_finish(&t->base, TR_OK, 0, NULL);
+    tr__op_finish(&t->base, TR_OK, 0);
 }
 
 static void timeout_limit_fired(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -188,7 +188,7 @@ static void timeout_limit_fired(struct ev_loop *loop, ev_timer *w, int revents) 
     /* Both timers were armed at the same ev_now(); when the operation's is
      * not later, it is due in this same iteration and must win (libev runs
      * same-iteration callbacks in no promised order). */
-    tr__op_finish(&t->base, t->work_wins_ties ? TR_OK : TR_TIMEDOUT, 0, NULL);
+    tr__op_finish(&t->base, t->work_wins_ties ? TR_OK : TR_TIMEDOUT, 0);
 }
 
 static void timeout_start(tr__op_t *op) {
@@ -199,7 +199,7 @@ static void timeout_start(tr__op_t *op) {
 
 static void timeout_cancel(tr__op_t *op) {
     timeout_stop_both((timeout_op *)op);
-    tr__op_finish(op, TR_CANCELLED, 0, NULL);
+    tr__op_finish(op, TR_CANCELLED, 0);
 }
 
 static const tr__op_vtable_t timeout_vt = {"timeout", timeout_start, timeout_cancel, NULL};

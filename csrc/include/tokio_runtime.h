@@ -5,7 +5,7 @@
  * loop) running in its own thread, plus a pool of worker threads.  Work is
  * submitted as *operations* ("ops") from any thread; each op is tagged with a
  * caller-chosen 64-bit token and bound to a *port*.  When an op finishes, a
- * completion record (token, status, value, payload) is queued on its port.
+ * completion record (token, status, value) is queued on its port.
  * Ports tell the runtime's dispatcher when they go from empty to non-empty, so
  * a consumer (the Python shim) is woken once per batch, not once per record.
  *
@@ -60,7 +60,6 @@ typedef struct tr_completion {
     int32_t status;   /* enum tr_status */
     int32_t final;    /* 1: the op is finished; 0: a progress record (more follow) */
     int64_t value;    /* op-specific result (a count, a tick number, ...) */
-    void *payload;    /* NULL, or owned by the drainer: free with tr_payload_free() */
 } tr_completion_t;
 
 typedef struct tr_stats {
@@ -132,15 +131,12 @@ int tr_port_new(tr_runtime_t *rt, uint64_t id, tr_port_t **out);
  * it to the dispatcher again.  Any thread; meant for the consumer's thread. */
 size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap);
 
-/* Close the port: queued and future records are dropped (payloads freed) and
+/* Close the port: queued and future records are dropped and
  * every op still bound to it is cancelled.  Idempotent; any thread. */
 void tr_port_close(tr_port_t *port);
 
 /* Drop the caller's reference.  Any thread. */
 void tr_port_release(tr_port_t *port);
-
-/* Free a payload taken out of a completion record.  NULL is allowed. */
-void tr_payload_free(void *payload);
 
 /* ---- operations ----------------------------------------------------------
  * All take (runtime, port, token) and return TR_OK when the op was accepted

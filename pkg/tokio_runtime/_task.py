@@ -154,7 +154,7 @@ class TaskHandle:
                     self._watchers.remove(w)
 
     # -- handler protocol (loop thread) -----------------------------------------------
-    def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+    def _tr_deliver(self, status: int, value: int, final: int) -> None:
         interrupt: BaseException | None = None
         on_tick = self._on_tick
         # Records are coalesced in C: one may account for several iterations.

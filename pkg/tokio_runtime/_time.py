@@ -49,7 +49,7 @@ class _Deadline:
         self.armed = True
         self.fired = False
 
-    def _tr_deliver(self, status: int, value: int, payload: Any, final: int) -> None:
+    def _tr_deliver(self, status: int, value: int, final: int) -> None:
         if not self.armed:
             return
         self.armed = False

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from ._bridge import NativeFuture
 from ._channel import Channel
@@ -83,7 +82,7 @@ def concurrent_tasks(urls: Sequence[str]) -> asyncio.Future[list[str]]:
 class _CountFuture(NativeFuture):
     __slots__ = ()
 
-    def _tr_ok(self, value: int, payload: Any) -> int:
+    def _tr_ok(self, value: int) -> int:
         return value
 
 

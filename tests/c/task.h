@@ -172,9 +172,7 @@ size_t tt_scaled(size_t n);
 tr_runtime_t *tt_runtime(int workers);
 tr_port_t *tt_port(tr_runtime_t *rt, uint64_t id);
 
-/* Called for every record taken off a port, progress and final alike.  The
- * payload is freed afterwards unless the visitor clears c->payload (it then
- * owns it). */
+/* Called for every record taken off a port, progress and final alike. */
 typedef void (*tt_visit_fn)(tr_completion_t *c, void *ctx);
 
 /* Take records off port (one at a time, oldest first) until `want` final
@@ -185,7 +183,7 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
                       tt_visit_fn visit, void *ctx);
 
 /* The next final record on port (progress records are skipped); fails the
- * test if none comes within timeout.  The caller owns out->payload. */
+ * test if none comes within timeout. */
 #define tt_wait_one(rt, port, out, timeout) tt_wait_one_at(__FILE__, __LINE__, rt, port, out, timeout)
 void tt_wait_one_at(const char *file, int line, tr_runtime_t *rt, tr_port_t *port,
                     tr_completion_t *out, double timeout);

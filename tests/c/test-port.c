@@ -14,7 +14,6 @@ TEST_IMPL(port_new_invalid) {
     ASSERT_NULL(port);
     ASSERT_EQ(tt_stats(rt).ports, 0);
     tr_port_release(NULL);
-    tr_payload_free(NULL);
     tr_runtime_release(rt);
 }
 

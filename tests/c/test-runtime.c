@@ -249,7 +249,6 @@ TEST_IMPL(runtime_release_before_ports) {
     for (size_t i = 0; i < n; i++) {
         ASSERT_EQ(c[i].final, 1);
         ASSERT(c[i].status == TR_CANCELLED || (c[i].token == 2 && c[i].status == TR_OK));
-        tr_payload_free(c[i].payload);
     }
     tr_port_release(idle);
     tr_port_release(port); /* the last reference: frees the runtime */

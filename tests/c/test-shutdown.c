@@ -159,10 +159,7 @@ static void *dispatch_main(void *arg) {
             size_t got;
             do {
                 got = tr_port_drain(port, c, 8);
-                for (size_t j = 0; j < got; j++) {
-                    tt_ledger_visit(&c[j], &d->ledger);
-                    tr_payload_free(c[j].payload);
-                }
+                for (size_t j = 0; j < got; j++) tt_ledger_visit(&c[j], &d->ledger);
             } while (got == 8);
         }
     }

@@ -92,7 +92,6 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
         while (finals < want && tr_port_drain(port, &c, 1) == 1) {
             if (c.final) finals++;
             if (visit) visit(&c, ctx);
-            tr_payload_free(c.payload);
         }
         if (finals >= want || ended) return finals;
         double left = deadline - tt_now();
@@ -108,7 +107,6 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
 static void keep_final(tr_completion_t *c, void *ctx) {
     if (!c->final) return;
     *(tr_completion_t *)ctx = *c;
-    c->payload = NULL; /* handed to the caller */
 }
 
 void tt_wait_one_at(const char *file, int line, tr_runtime_t *rt, tr_port_t *port,
