@@ -306,7 +306,8 @@ def configure(*, worker_threads: int | None = None, thread_name: str | None = No
 
 def sleep(seconds: float, result: T = None) -> asyncio.Future[T]:  # type: ignore[assignment]
     """Sleep on the default runtime; see :meth:`Runtime.sleep`."""
-    return _time.sleep(get_runtime(), seconds, result)
+    rt = _default  # get_runtime(), inlined: this is the hot path
+    return _time.sleep(rt if rt is not None else _build_default(), seconds, result)
 
 
 def timeout(seconds: float, awaitable: Awaitable[T]) -> Awaitable[T]:
