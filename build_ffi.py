@@ -49,6 +49,7 @@ KEEP_GIL = frozenset(
         "tr_channel_len",
         "tr_channel_notify",
         "tr_channel_recv_many",
+        "tr_channel_take",
         "tr_channel_try_recv",
         "tr_channel_try_send",
         "tr_channel_wait",

@@ -136,6 +136,11 @@ int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item) {
     return tr_channel_recv_many(ch, item, 1, &n);
 }
 
+uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none) {
+    uint64_t item;
+    return tr_channel_try_recv(ch, &item) == TR_OK ? item : none;
+}
+
 int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
     if (isnan(timeout)) return TR_EINVAL;
     struct timespec ts;

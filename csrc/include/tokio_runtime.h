@@ -226,6 +226,10 @@ void tr_channel_release(tr_channel_t *ch);
 int tr_channel_try_send(tr_channel_t *ch, uint64_t item);
 /* TR_OK (*item set), TR_EEMPTY, or TR_ECLOSED (closed and drained). */
 int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item);
+/* tr_channel_try_recv for the common case, in one return value: the oldest
+ * item, or `none` if there is nothing to take (empty, or closed and drained;
+ * ask tr_channel_try_recv which).  For callers that never send `none`. */
+uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none);
 /* Up to max items, oldest first, into items[]; *n is how many.  TR_OK (n >= 1),
  * TR_EEMPTY or TR_ECLOSED (closed and drained). */
 int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n);

@@ -10,6 +10,7 @@ delivered exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -29,6 +30,15 @@ T = TypeVar("T")
 MAX_CAPACITY = 2**40
 #: Keys copied out of C per call by ``recv_many``.
 RECV_MANY_CHUNK = 4096
+#: Never a key (keys count from 1): what ``tr_channel_take`` returns when it
+#: took nothing.
+_NO_KEY = 0
+
+# Bound once: the per-item paths below are what channel throughput is made of.
+_take = lib.tr_channel_take
+_try_send = lib.tr_channel_try_send
+_get_running_loop = asyncio._get_running_loop
+_OK = lib.TR_OK
 
 
 class ChannelError(Exception):
@@ -133,8 +143,11 @@ class Channel(Generic[T]):
 
     def try_send(self, item: T) -> None:
         """Queue ``item`` now, or raise ``ChannelFull``/``ChannelClosed``."""
-        key = self._put(item)
-        self._sent(key, lib.tr_channel_try_send(self._ptr, key))
+        key = self._next_key()
+        self._items[key] = item
+        rc = _try_send(self._ptr, key)
+        if rc != _OK:
+            self._sent(key, rc)
 
     async def send(self, item: T) -> None:
         """Queue ``item``, waiting while the channel is full.
@@ -146,7 +159,7 @@ class Channel(Generic[T]):
         key = self._put(item)
         try:
             while True:
-                rc = lib.tr_channel_try_send(ptr, key)
+                rc = _try_send(ptr, key)
                 if rc != lib.TR_EFULL:
                     break
                 await self._wait(lib.TR_SEND)
@@ -162,11 +175,15 @@ class Channel(Generic[T]):
         ``ChannelClosed`` if closed, ``RuntimeError`` on a thread running an
         asyncio loop.
         """
-        limit = timeout_seconds("timeout", timeout)
-        _waiting.forbid_running_loop("send_blocking")
+        limit = -1.0 if timeout is None else timeout_seconds("timeout", timeout)
+        if _get_running_loop() is not None:
+            _waiting.forbid_running_loop("send_blocking")  # raises
         ptr = self._ptr
-        key = self._put(item)
-        rc = lib.tr_channel_try_send(ptr, key)
+        key = self._next_key()
+        self._items[key] = item
+        rc = _try_send(ptr, key)
+        if rc == _OK:
+            return
         if rc == lib.TR_EFULL:
             try:
                 if not _waiting.on_main_thread():
@@ -194,7 +211,10 @@ class Channel(Generic[T]):
 
     def try_recv(self) -> T:
         """Take the oldest item now, or raise ``ChannelEmpty``/``ChannelClosed``."""
-        out = ffi.new("uint64_t *")
+        key = _take(self._ptr, _NO_KEY)
+        if key != _NO_KEY:
+            return self._items.pop(key)
+        out = ffi.new("uint64_t *")  # which of empty or closed (or a late item)
         return self._received(lib.tr_channel_try_recv(self._ptr, out), out[0])
 
     async def recv(self) -> T:
@@ -204,8 +224,11 @@ class Channel(Generic[T]):
         cancelled, no item was taken.
         """
         ptr = self._ptr
-        out = ffi.new("uint64_t *")
         while True:
+            key = _take(ptr, _NO_KEY)
+            if key != _NO_KEY:
+                return self._items.pop(key)
+            out = ffi.new("uint64_t *")  # which of empty or closed (or a late item)
             rc = lib.tr_channel_try_recv(ptr, out)
             if rc != lib.TR_EEMPTY:
                 return self._received(rc, out[0])
@@ -268,6 +291,9 @@ class Channel(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        key = _take(self._ptr, _NO_KEY)
+        if key != _NO_KEY:  # no second coroutine when an item is there
+            return self._items.pop(key)
         try:
             return await self.recv()
         except ChannelClosed:

@@ -56,6 +56,7 @@
     X(counter_cancel_storm)          \
     X(chan_new_invalid)              \
     X(chan_fifo_order)               \
+    X(chan_take)                     \
     X(chan_ring_growth)              \
     X(chan_close_semantics)          \
     X(chan_recv_many)                \

@@ -95,6 +95,25 @@ TEST_IMPL(chan_fifo_order) {
     tr_channel_release(ch);
 }
 
+TEST_IMPL(chan_take) {
+    tr_channel_t *ch = new_channel(2);
+    const uint64_t none = 0;
+    ASSERT_EQ(tr_channel_take(ch, none), none); /* empty */
+    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_EFULL);
+    ASSERT_EQ(tr_channel_take(ch, none), 7); /* oldest first, and room again */
+    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_OK);
+    tr_channel_close(ch);
+    ASSERT_EQ(tr_channel_take(ch, none), 8); /* queued items outlive the close */
+    ASSERT_EQ(tr_channel_take(ch, UINT64_MAX), 9);
+    ASSERT_EQ(tr_channel_take(ch, 42), 42); /* closed and drained */
+    uint64_t item;
+    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_len(ch), 0);
+    tr_channel_release(ch);
+}
+
 TEST_IMPL(chan_ring_growth) {
     /* A capacity far above what is ever held.  Three in, one out: the ring
      * has to grow while its head is in the middle, so growing must unwrap
