@@ -93,9 +93,6 @@ class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
         return True
 
     # -- handler protocol (loop thread) ----------------------------------------
-    def _tr_ok(self, value: int) -> Any:
-        return self._tr_result
-
     def _tr_error(self, status: int, value: int) -> BaseException:
         return status_error(status)
 
@@ -103,7 +100,7 @@ class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
         if self.done():  # cancelled while the record was on its way
             return
         if status == _OK:
-            self.set_result(self._tr_ok(value))
+            self.set_result(self._tr_result)
         elif status == _CANCELLED:
             super().cancel()  # C already stopped it: no tr_cancel
         else:

@@ -82,8 +82,9 @@ def concurrent_tasks(urls: Sequence[str]) -> asyncio.Future[list[str]]:
 class _CountFuture(NativeFuture):
     __slots__ = ()
 
-    def _tr_ok(self, value: int) -> int:
-        return value
+    def _tr_deliver(self, status: int, value: int, final: int) -> None:
+        self._tr_result = value  # the count is the result
+        super()._tr_deliver(status, value, final)
 
 
 def shared_counter_demo(increments: int) -> asyncio.Future[int]:
