@@ -53,6 +53,7 @@ KEEP_GIL = frozenset(
         "tr_channel_try_recv",
         "tr_channel_try_send",
         "tr_channel_wait",
+        "tr_late_bucket_bounds",
         "tr_max_workers",
         "tr_mutex_locked",
         "tr_mutex_try_lock",

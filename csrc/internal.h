@@ -148,6 +148,9 @@ void tr__optable_free(tr__optable_t *t);
 /* ---- runtime --------------------------------------------------------------- */
 enum { TR__RUNNING, TR__STOPPING, TR__STOPPED };
 
+/* Buckets of tr_stats_t.timer_late_hist (the public struct spells out 96). */
+#define TR_LATE_BUCKETS 96
+
 struct tr_runtime {
     atomic_int refs;
     struct ev_loop *loop;
@@ -181,6 +184,8 @@ struct tr_runtime {
     bool dispatch_kick;
 
     atomic_uint_fast64_t pending, submitted, completed, cancelled, live_ops, ports, waiters;
+    /* written by the loop thread, read by tr_runtime_stats() */
+    atomic_uint_fast64_t timers_fired, timer_late_max_ns, timer_late_hist[TR_LATE_BUCKETS];
 };
 
 void tr__runtime_ref(tr_runtime_t *rt);
@@ -297,6 +302,10 @@ void tr__cond_init_monotonic(pthread_cond_t *cv);
 
 /* ---- small helpers ------------------------------------------------------------ */
 bool tr__valid_seconds(double s);
+
+/* Count a sleep timer that fired late_seconds after it was due (timer.c).
+ * Loop thread. */
+void tr__timer_fired(tr_runtime_t *rt, double late_seconds);
 /* Start a thread with every signal blocked (signals belong to the host's
  * main thread), named "{name}-{index}". */
 int tr__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name, int index);

@@ -494,6 +494,10 @@ void tr_runtime_stats(tr_runtime_t *rt, tr_stats_t *out) {
     out->live_ops = atomic_load(&rt->live_ops);
     out->ports = atomic_load(&rt->ports);
     out->waiters = atomic_load(&rt->waiters);
+    out->timers_fired = atomic_load(&rt->timers_fired);
+    out->timer_late_max_ns = atomic_load(&rt->timer_late_max_ns);
+    for (int b = 0; b < TR_LATE_BUCKETS; b++)
+        out->timer_late_hist[b] = atomic_load_explicit(&rt->timer_late_hist[b], memory_order_relaxed);
     out->worker_threads = rt->worker_threads;
     pthread_mutex_lock(&rt->mu);
     out->running = rt->state == TR__RUNNING;

@@ -10,19 +10,64 @@
 
 /* ---- sleep ------------------------------------------------------------------ */
 
+_Static_assert(sizeof ((tr_stats_t *)0)->timer_late_hist == TR_LATE_BUCKETS * sizeof(uint64_t),
+               "tr_stats_t.timer_late_hist must have TR_LATE_BUCKETS entries");
+
+/* Bucket of a lateness in microseconds: 0..3 exactly, then four buckets per
+ * power of two: [2^e, 2^e + 2^(e-2)), ... , [2^e + 3*2^(e-2), 2^(e+1)). */
+static int late_bucket(uint64_t us) {
+    if (us < 4) return (int)us;
+    int e = 2;
+    while (e < 63 && (us >> (e + 1)) != 0) e++;
+    int b = 4 + (e - 2) * 4 + (int)((us >> (e - 2)) & 3);
+    return b < TR_LATE_BUCKETS ? b : TR_LATE_BUCKETS - 1;
+}
+
+int tr_late_bucket_bounds(int b, uint64_t *lo_us, uint64_t *hi_us) {
+    if (b < 0 || b >= TR_LATE_BUCKETS || !lo_us || !hi_us) return TR_EINVAL;
+    if (b < 4) {
+        *lo_us = (uint64_t)b;
+        *hi_us = (uint64_t)b + 1;
+    } else {
+        int e = 2 + (b - 4) / 4, sub = (b - 4) % 4;
+        *lo_us = (UINT64_C(1) << e) + (uint64_t)sub * (UINT64_C(1) << (e - 2));
+        *hi_us = *lo_us + (UINT64_C(1) << (e - 2));
+    }
+    if (b == TR_LATE_BUCKETS - 1) *hi_us = UINT64_MAX;
+    return TR_OK;
+}
+
+void tr__timer_fired(tr_runtime_t *rt, double late_seconds) {
+    /* Clamped at 0: libev's clock may lag the wall clock by a rounding. */
+    uint64_t ns = late_seconds > 0 ? (uint64_t)(late_seconds * 1e9) : 0;
+    atomic_fetch_add_explicit(&rt->timers_fired, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->timer_late_hist[late_bucket(ns / 1000)], 1,
+                              memory_order_relaxed);
+    /* Only the loop thread writes it: a plain compare is enough. */
+    if (ns > atomic_load_explicit(&rt->timer_late_max_ns, memory_order_relaxed))
+        atomic_store_explicit(&rt->timer_late_max_ns, ns, memory_order_relaxed);
+}
+
 typedef struct sleep_op {
     tr__op_t base;
     ev_timer timer;
+    double delay;
+    double due; /* ev_now() when started + delay: when libev counts it due */
 } sleep_op;
 
 static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    tr__op_finish(w->data, TR_OK, 0);
+    sleep_op *s = w->data;
+    /* ev_time(), not the cached ev_now(): a timer run late in a long batch
+     * of callbacks is late by that much. */
+    tr__timer_fired(s->base.rt, ev_time() - s->due);
+    tr__op_finish(&s->base, TR_OK, 0);
 }
 
 static void sleep_start(tr__op_t *op) {
     sleep_op *s = (sleep_op *)op;
+    s->due = ev_now(op->rt->loop) + s->delay;
     ev_timer_start(op->rt->loop, &s->timer);
 }
 
@@ -40,6 +85,7 @@ int tr_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double seconds) 
     if (!s) return TR_ENOMEM;
     ev_timer_init(&s->timer, sleep_fired, seconds, 0.);
     s->timer.data = s;
+    s->delay = seconds;
     return tr__op_submit(rt, port, token, &s->base);
 }
 

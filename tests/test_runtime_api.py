@@ -284,3 +284,37 @@ def test_public_names_are_exported_and_documented():
         for attr, value in vars(cls).items():
             if not attr.startswith("_") and callable(value):
                 assert value.__doc__, f"{cls.__name__}.{attr}"
+
+
+async def test_stats_report_how_late_sleep_timers_fired():
+    rt = Runtime(worker_threads=1)
+    try:
+        s = rt.stats()
+        assert s["timers_fired"] == 0
+        assert s["timer_late_p50_us"] == s["timer_late_p99_us"] == s["timer_late_max_us"] == 0
+        waits = [rt.sleep(0.002 * (i % 5)) for i in range(40)]
+        cancelled = rt.sleep(60)  # never fires: not counted
+        await asyncio.gather(*waits)
+        cancelled.cancel()
+        await asyncio.wait_for(rt.timeout(5, asyncio.sleep(0)), 5)  # a deadline that never fires
+        s = rt.stats()
+        assert s["timers_fired"] == 40
+        assert 0 <= s["timer_late_p50_us"] <= s["timer_late_p99_us"] <= s["timer_late_max_us"]
+        assert s["timer_late_max_us"] < 1e6  # late by a second: clocks mixed up
+    finally:
+        rt.shutdown()
+
+
+def test_lateness_quantiles_come_from_the_histogram():
+    from tokio_runtime._runtime import _LATE_UPPER_US, _late_quantile
+
+    assert _LATE_UPPER_US[:5] == [1.0, 2.0, 3.0, 4.0, 5.0]  # 0..3 µs exact, then 4..5 µs
+    assert all(a < b for a, b in zip(_LATE_UPPER_US, _LATE_UPPER_US[1:]))
+    hist = [0] * len(_LATE_UPPER_US)
+    assert _late_quantile(hist, 0.5, 0.0) == 0.0
+    hist[2] = 98  # 98 timers 2..3 µs late
+    hist[20] = 2  # 2 timers in bucket 20
+    assert _late_quantile(hist, 0.5, 500.0) == 3.0
+    assert _late_quantile(hist, 0.98, 500.0) == 3.0
+    assert _late_quantile(hist, 0.99, 500.0) == min(_LATE_UPPER_US[20], 500.0)
+    assert _late_quantile(hist, 0.99, 1.0e9) == _LATE_UPPER_US[20]

@@ -72,7 +72,21 @@ typedef struct tr_stats {
     uint64_t waiters;    /* channel/mutex waiters queued for a port (also in pending) */
     int32_t worker_threads;
     int32_t running;     /* 1 until shutdown starts */
+    /* How late sleep timers (tr_sleep: sleeps and timeout deadlines) fired:
+     * from the time due to the moment the loop thread ran the timer and
+     * queued its record.  timer_late_hist[b] counts timers whose lateness
+     * fell in bucket b; see tr_late_bucket_bounds(). */
+    uint64_t timers_fired;
+    uint64_t timer_late_max_ns;
+    uint64_t timer_late_hist[96];
 } tr_stats_t;
+
+/* Buckets of tr_stats_t.timer_late_hist (TR_LATE_BUCKETS of them):
+ * log-linear in microseconds, four per power of two, so a bucket's upper
+ * bound is at most 25 % above its lower one.  Bucket b holds lateness in
+ * [*lo_us, *hi_us); the last bucket has no upper bound (*hi_us is UINT64_MAX).
+ * Returns TR_EINVAL for b out of range. */
+int tr_late_bucket_bounds(int b, uint64_t *lo_us, uint64_t *hi_us);
 
 /* ---- runtime -------------------------------------------------------------
  * tr_runtime_new: start the loop thread and the workers.  Any thread.

@@ -32,6 +32,8 @@
     X(runtime_release_before_ports)  \
     X(sleep_basic)                   \
     X(sleep_zero)                    \
+    X(sleep_lateness_stats)          \
+    X(late_bucket_bounds)            \
     X(sleep_invalid)                 \
     X(sleep_cancel_before_fire)      \
     X(sleep_cancel_after_fire)       \

@@ -38,6 +38,56 @@ TEST_IMPL(sleep_basic) {
     tr_runtime_release(rt);
 }
 
+static uint64_t hist_total(const tr_stats_t *s) {
+    uint64_t n = 0;
+    for (int b = 0; b < 96; b++) n += s->timer_late_hist[b];
+    return n;
+}
+
+TEST_IMPL(sleep_lateness_stats) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_stats_t s = tt_stats(rt);
+    ASSERT_EQ(s.timers_fired, 0);
+    ASSERT_EQ(hist_total(&s), 0);
+    ASSERT_EQ(s.timer_late_max_ns, 0);
+    enum { N = 50 };
+    for (uint64_t t = 1; t <= N; t++)
+        ASSERT_EQ(tr_sleep(rt, port, t, 0.001 * (double)(t % 5)), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, port, 100, 60.0), TR_OK); /* cancelled: never fires */
+    ASSERT_EQ(tt_wait_finals(rt, port, N, 5.0, NULL, NULL), N);
+    ASSERT_EQ(tr_cancel(rt, 100), TR_OK);
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 5.0, NULL, NULL), 1);
+    s = tt_stats(rt);
+    ASSERT_EQ(s.timers_fired, N);
+    ASSERT_EQ(hist_total(&s), N);
+    /* Some lateness is normal (libev's epoll waits in whole milliseconds);
+     * a second would mean the clocks were mixed up. */
+    ASSERT(s.timer_late_max_ns < UINT64_C(1000000000));
+    uint64_t lo, hi, max_us = s.timer_late_max_ns / 1000;
+    int top = 95;
+    while (top > 0 && s.timer_late_hist[top] == 0) top--;
+    ASSERT_EQ(tr_late_bucket_bounds(top, &lo, &hi), TR_OK);
+    ASSERT(lo <= max_us && max_us < hi); /* the max lies in the highest bucket used */
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(late_bucket_bounds) {
+    uint64_t lo, hi, prev_hi = 0;
+    for (int b = 0; b < 96; b++) {
+        ASSERT_EQ(tr_late_bucket_bounds(b, &lo, &hi), TR_OK);
+        ASSERT_EQ(lo, prev_hi); /* contiguous from 0 */
+        ASSERT(hi > lo);
+        if (b >= 4 && b < 95) ASSERT((hi - lo) * 4 <= lo); /* within 25 % */
+        prev_hi = hi;
+    }
+    ASSERT(hi == UINT64_MAX);
+    ASSERT_EQ(tr_late_bucket_bounds(-1, &lo, &hi), TR_EINVAL);
+    ASSERT_EQ(tr_late_bucket_bounds(96, &lo, &hi), TR_EINVAL);
+    ASSERT_EQ(tr_late_bucket_bounds(0, NULL, &hi), TR_EINVAL);
+}
+
 TEST_IMPL(sleep_zero) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
