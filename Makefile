@@ -99,8 +99,8 @@ valgrind: $(BUILD_C)/plain
 
 # ---- Python -------------------------------------------------------------------
 lint: $(VENV)/.installed
-	$(VPY) -m ruff check pkg tests build_ffi.py
-	$(VPY) -m ruff format --check pkg tests build_ffi.py
+	$(VPY) -m ruff check pkg tests examples build_ffi.py
+	$(VPY) -m ruff format --check pkg tests examples build_ffi.py
 	$(VPY) -m mypy --strict pkg/tokio_runtime
 
 pytest: $(VENV)/.installed
