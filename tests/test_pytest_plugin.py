@@ -8,6 +8,8 @@ installed package's entry point, not from this repository's conftest.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,6 +198,28 @@ def test_sessions_that_do_not_use_the_fixture_never_load_the_native_module(proje
         """
     )
     run(project).assert_outcomes(passed=1)
+
+
+def test_the_package_loads_its_public_names_on_first_use():
+    code = (
+        "import sys, tokio_runtime as tr\n"
+        "assert 'tokio_runtime._native' not in sys.modules\n"
+        "assert sorted(tr._SOURCES) == sorted(tr.__all__)\n"
+        "assert set(tr.__all__) <= set(dir(tr))\n"
+        "values = [getattr(tr, name) for name in tr.__all__]\n"
+        "assert all(v.__name__ == n for v, n in zip(values, tr.__all__))\n"
+        "assert 'tokio_runtime._native' in sys.modules\n"
+        "from tokio_runtime import *\n"
+        "try:\n"
+        "    tr.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "module 'tokio_runtime' has no attribute 'no_such_name'\n"
 
 
 def test_the_readme_example_passes(project):
