@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -150,3 +151,32 @@ def park_on_a_loop_then_close_it(factory, coro_fn, *args):
     w = Worker(run)
     w.start()
     return w.finish()
+
+
+def threads_gone(prefix: str, timeout: float = 5.0) -> bool:
+    """Whether every thread named ``prefix...`` has exited, polling a moment.
+
+    The native threads are joined by the time shutdown returns; the
+    dispatcher is a Python thread, and ``Thread.join`` returns just before
+    its OS thread leaves ``/proc``.
+    """
+    deadline = time.monotonic() + timeout
+    while native_threads(prefix):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def native_threads(prefix: str) -> list[str]:
+    """Names of this process's threads that start with ``prefix``."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:  # exited meanwhile (ENOENT or ESRCH)
+            continue
+        if name.startswith(prefix):
+            names.append(name)
+    return sorted(names)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ import time
 
 import pytest
 from conftest import wait_for_pending
+from helpers import native_threads
 
 from tokio_runtime import (
     channel_demo,
@@ -194,12 +194,8 @@ def test_uvloop_and_asyncio_loops_side_by_side():
 
 
 def test_runtime_threads_are_named():
-    get_runtime()
-    names = set()
-    for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/comm") as f:
-            names.add(f.read().strip())
     rt = get_runtime()
+    names = set(native_threads(""))
     expected = {f"{rt.thread_name}-{n}"[:15] for n in range(rt.worker_threads + 2)}
     assert expected <= names
 
@@ -286,7 +282,7 @@ ATEXIT_SCRIPT = textwrap.dedent(
                 try:
                     with open(f"/proc/self/task/{tid}/comm") as f:
                         names.append(f.read().strip())
-                except FileNotFoundError:
+                except OSError:  # exited meanwhile
                     pass
             left = sum(n.startswith("tokio-runtime") for n in names)
             if left == 0 or time.monotonic() > deadline:

@@ -31,7 +31,7 @@ def native_threads(prefix):
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
                 names.append(f.read().strip())
-        except FileNotFoundError:
+        except OSError:  # exited meanwhile
             pass
     return [n for n in names if n.startswith(prefix)]
 """

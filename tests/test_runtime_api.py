@@ -11,41 +11,10 @@ import threading
 import time
 
 import pytest
+from helpers import native_threads, threads_gone
 
 import tokio_runtime
 from tokio_runtime import Channel, Mutex, Runtime, get_runtime
-
-
-def threads_gone(prefix: str, timeout: float = 5.0) -> bool:
-    """Whether every thread named ``prefix...`` has exited, polling a moment.
-
-    The native threads are joined by the time shutdown returns; the
-    dispatcher is a Python thread, and ``Thread.join`` returns just before
-    its OS thread leaves ``/proc``.
-    """
-    deadline = time.monotonic() + timeout
-    while native_threads(prefix):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-def native_threads(prefix: str) -> list[str]:
-    """Names of this process's threads that start with ``prefix``."""
-    import os
-
-    names = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-        except FileNotFoundError:  # exited meanwhile
-            continue
-        if name.startswith(prefix):
-            names.append(name)
-    return sorted(names)
-
 
 # ---- construction --------------------------------------------------------------
 
