@@ -192,6 +192,10 @@ void tr__runtime_ref(tr_runtime_t *rt);
 void tr__runtime_unref(tr_runtime_t *rt); /* frees at zero; the owner has shut it down */
 /* Report a port to the dispatcher.  Any thread. */
 void tr__dispatch_ready(tr_runtime_t *rt, tr_port_t *port);
+/* While a thread runs a *_quiet call for rt, tr__dispatch_ready queues rt's
+ * ports without waking the dispatcher; tr__quiet_end says whether it did. */
+void tr__quiet_begin(tr_runtime_t *rt);
+bool tr__quiet_end(void);
 /* Cancel every started op bound to port (all ops when port is NULL).  Loop thread. */
 void tr__cancel_ops(tr_runtime_t *rt, tr_port_t *port);
 

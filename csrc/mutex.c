@@ -92,6 +92,13 @@ int tr_mutex_unlock(tr_mutex_t *m) {
     return rc;
 }
 
+int tr_mutex_unlock_quiet(tr_mutex_t *m, tr_runtime_t *rt) {
+    tr__quiet_begin(rt);
+    int rc = tr_mutex_unlock(m);
+    bool queued = tr__quiet_end();
+    return rc == TR_OK && queued ? TR_PENDING : rc;
+}
+
 int tr_mutex_locked(tr_mutex_t *m) {
     pthread_mutex_lock(&m->base.mu);
     int locked = m->locked;

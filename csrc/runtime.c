@@ -506,7 +506,23 @@ void tr_runtime_stats(tr_runtime_t *rt, tr_stats_t *out) {
 
 /* ---- dispatcher -------------------------------------------------------------- */
 
+/* The runtime this thread is running a *_quiet call for, and whether that
+ * call queued one of its ports quietly. */
+static _Thread_local tr_runtime_t *quiet_rt;
+static _Thread_local bool quiet_queued;
+
+void tr__quiet_begin(tr_runtime_t *rt) {
+    quiet_rt = rt;
+    quiet_queued = false;
+}
+
+bool tr__quiet_end(void) {
+    quiet_rt = NULL;
+    return quiet_queued;
+}
+
 void tr__dispatch_ready(tr_runtime_t *rt, tr_port_t *port) {
+    bool quiet = rt == quiet_rt;
     pthread_mutex_lock(&rt->ready_mu);
     if (!port->in_ready) {
         port->in_ready = true;
@@ -515,7 +531,8 @@ void tr__dispatch_ready(tr_runtime_t *rt, tr_port_t *port) {
         if (rt->ready_tail) rt->ready_tail->ready_next = port;
         else rt->ready_head = port;
         rt->ready_tail = port;
-        pthread_cond_signal(&rt->ready_cv);
+        if (quiet) quiet_queued = true;
+        else pthread_cond_signal(&rt->ready_cv);
     }
     pthread_mutex_unlock(&rt->ready_mu);
 }
@@ -527,17 +544,9 @@ void tr_runtime_wake_dispatcher(tr_runtime_t *rt) {
     pthread_mutex_unlock(&rt->ready_mu);
 }
 
-int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeout) {
-    struct timespec ts;
-    const struct timespec *deadline = tr__deadline(timeout, &ts);
+/* Take up to cap ready ports off the list (ready_mu held). */
+static int take_ready_locked(tr_runtime_t *rt, uint64_t *ids, int cap) {
     int n = 0;
-    pthread_mutex_lock(&rt->ready_mu);
-    while (!rt->ready_head && !rt->dispatch_done && !rt->dispatch_kick) {
-        int err = deadline ? pthread_cond_timedwait(&rt->ready_cv, &rt->ready_mu, deadline)
-                           : pthread_cond_wait(&rt->ready_cv, &rt->ready_mu);
-        if (err == ETIMEDOUT) break;
-    }
-    rt->dispatch_kick = false;
     while (n < cap && rt->ready_head) {
         tr_port_t *p = rt->ready_head;
         rt->ready_head = p->ready_next;
@@ -547,7 +556,28 @@ int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeo
         p->in_ready = false;
         ids[n++] = p->id;
     }
+    return n;
+}
+
+int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeout) {
+    struct timespec ts;
+    const struct timespec *deadline = tr__deadline(timeout, &ts);
+    pthread_mutex_lock(&rt->ready_mu);
+    while (!rt->ready_head && !rt->dispatch_done && !rt->dispatch_kick) {
+        int err = deadline ? pthread_cond_timedwait(&rt->ready_cv, &rt->ready_mu, deadline)
+                           : pthread_cond_wait(&rt->ready_cv, &rt->ready_mu);
+        if (err == ETIMEDOUT) break;
+    }
+    rt->dispatch_kick = false;
+    int n = take_ready_locked(rt, ids, cap);
     bool done = rt->dispatch_done && n == 0;
     pthread_mutex_unlock(&rt->ready_mu);
     return done ? -1 : n;
+}
+
+int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap) {
+    pthread_mutex_lock(&rt->ready_mu);
+    int n = take_ready_locked(rt, ids, cap);
+    pthread_mutex_unlock(&rt->ready_mu);
+    return n;
 }

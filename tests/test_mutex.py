@@ -785,3 +785,68 @@ def test_bad_timeout(timeout, error):
     assert m.locked()
     m.release()
     assert_usable(m)
+
+
+# ---- hand-offs woken from the releasing thread --------------------------------------
+
+
+@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_off_main_thread_releases_wake_the_next_loop_themselves(factory, monkeypatch):
+    """A release off the main thread that hands the lock to a coroutine wakes
+    the coroutine's loop from the releasing thread (not via the dispatcher),
+    both for another thread's loop and for its own loop; each hand-off is
+    delivered, in FIFO order."""
+    from tokio_runtime import _bridge
+
+    direct = []
+    real = _bridge.dispatch_here
+
+    def counting(rt):
+        direct.append(threading.current_thread().name)
+        real(rt)
+
+    monkeypatch.setattr("tokio_runtime._mutex.dispatch_here", counting)
+    get_runtime()
+    m = Mutex()
+    order = []
+    rounds = 200
+
+    async def contend(tag):
+        for i in range(rounds):
+            async with m:
+                order.append((tag, i))
+                await asyncio.sleep(0)  # hold it across a loop turn: others queue
+
+    async def two_on_one_loop():
+        await asyncio.gather(contend("a"), contend("b"))
+
+    thread_loop = loop_worker(factory, two_on_one_loop, name="two-coroutines")
+    other_loop = loop_worker(factory, contend, "c", name="third-coroutine")
+    thread_loop.finish()
+    other_loop.finish()
+    assert sorted(order) == sorted((t, i) for t in "abc" for i in range(rounds))
+    for tag in "abc":  # each coroutine's own acquisitions in order
+        assert [i for t, i in order if t == tag] == list(range(rounds))
+    assert direct, "no release took the direct path"
+    assert set(direct) <= {"two-coroutines", "third-coroutine"}
+    assert_usable(m)
+
+
+def test_main_thread_releases_leave_the_wake_to_the_dispatcher(monkeypatch):
+    calls = []
+    monkeypatch.setattr("tokio_runtime._mutex.dispatch_here", calls.append)
+    m = Mutex()
+    got = threading.Event()
+
+    async def waiter():
+        async with m:
+            got.set()
+
+    assert m.acquire_blocking(JOIN)
+    w = loop_worker(asyncio.new_event_loop, waiter)
+    wait_until(lambda: stats()["waiters"] == 1, what="a queued coroutine")
+    m.release()  # on the main thread: the dispatcher wakes the loop
+    assert got.wait(JOIN)
+    w.finish()
+    assert calls == []
+    assert_usable(m)

@@ -126,6 +126,14 @@ int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeo
 /* Wake a thread blocked in tr_runtime_wait_ready() (it returns 0).  Any thread. */
 void tr_runtime_wake_dispatcher(tr_runtime_t *rt);
 
+/* tr_runtime_wait_ready without waiting: takes up to cap ready port ids, 0 if
+ * none.  For a caller that was told (TR_PENDING from a *_quiet call) that it
+ * made ports ready without waking the dispatcher: it takes them and asks
+ * their loops to drain, saving the dispatcher's wake-up and hop.  Ports it
+ * leaves behind are still delivered: the dispatcher finds them at its next
+ * wake (within its sweep interval at worst).  Any thread. */
+int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap);
+
 /* Cancel the op with this token, and every child it has.  Exactly one of
  * "finished" and "cancelled" wins: cancelling an op that already finished, or
  * an unknown token, does nothing.  Asynchronous (the loop thread does it);
@@ -294,6 +302,12 @@ int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **
 int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter);
 /* TR_OK, or TR_EINVAL if it was not locked. */
 int tr_mutex_unlock(tr_mutex_t *m);
+/* tr_mutex_unlock for a thread that may run the dispatcher's job itself:
+ * when the lock goes to a waiter whose port belongs to rt, the port is made
+ * ready without waking rt's dispatcher, and TR_PENDING is returned; take it
+ * with tr_runtime_take_ready.  Otherwise as tr_mutex_unlock (TR_OK or
+ * TR_EINVAL). */
+int tr_mutex_unlock_quiet(tr_mutex_t *m, tr_runtime_t *rt);
 int tr_mutex_locked(tr_mutex_t *m);
 
 /* Name the calling thread "{prefix}-{suffix}" (cut to 15 bytes), so that

@@ -8,16 +8,21 @@ but cancelled before it could use it gives it on to the next waiter.
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from . import _waiting
-from ._bridge import status_error
+from . import _runtime, _waiting
+from ._bridge import dispatch_here, status_error
 from ._native import ffi, lib
 from ._validate import timeout_seconds
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+
+
+_MAIN_THREAD = threading.main_thread().ident
+_PENDING = lib.TR_PENDING
 
 
 class Mutex:
@@ -97,7 +102,19 @@ class Mutex:
 
         Raises ``RuntimeError`` if it is not locked.
         """
-        if lib.tr_mutex_unlock(self._ptr) != lib.TR_OK:
+        # Off the main thread, a hand-off to a waiting coroutine wakes its
+        # loop from here instead of through the dispatcher thread.  Not on
+        # the main thread: Ctrl-C may raise between taking the ready ports
+        # and waking their loops, and then a wake would be lost.
+        rt = self._runtime or _runtime._default
+        if rt is None or threading.get_ident() == _MAIN_THREAD:
+            rc = lib.tr_mutex_unlock(self._ptr)
+        else:
+            rc = lib.tr_mutex_unlock_quiet(self._ptr, rt._ptr)
+            if rc == _PENDING:
+                dispatch_here(rt)
+                return
+        if rc != lib.TR_OK:
             raise RuntimeError("Mutex.release(): the mutex is not locked")
 
     async def __aenter__(self) -> Mutex:

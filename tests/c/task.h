@@ -79,6 +79,7 @@
     X(mutex_fifo_threads)            \
     X(mutex_wait_thread_keeps_place) \
     X(mutex_wait_port)               \
+    X(mutex_unlock_quiet)            \
     X(mutex_fifo_mixed)              \
     X(mutex_wait_release_woken)      \
     X(mutex_wait_closed_port)        \

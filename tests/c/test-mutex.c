@@ -310,6 +310,63 @@ TEST_IMPL(mutex_wait_port) {
     tr_runtime_release(rt);
 }
 
+TEST_IMPL(mutex_unlock_quiet) {
+    tr_runtime_t *rt = tt_runtime(1), *other = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 7), *elsewhere = tt_port(other, 9);
+    tr_mutex_t *m = new_mutex();
+    uint64_t ids[4] = {0};
+
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_EINVAL); /* not locked */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK); /* nobody waits: just unlocked */
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Handed to a waiter of rt: its port is queued for the caller, who takes
+     * it off the ready list itself; the record is there to drain. */
+    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    tr_waiter_t *w = wait_pending(m, port, 2);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_PENDING);
+    ASSERT_EQ(tr_mutex_locked(m), 1); /* handed over, never free */
+    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 1);
+    ASSERT_EQ(ids[0], 7);
+    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 0);
+    tr_completion_t c;
+    ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+    ASSERT_EQ(c.token, 2);
+    ASSERT_EQ(c.status, TR_OK);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+
+    /* Left behind by the caller: the dispatcher still finds it. */
+    w = wait_pending(m, port, 3);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_PENDING);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 5.0), 1);
+    ASSERT_EQ(ids[0], 7);
+    expect_handed(rt, port, 3);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+
+    /* A waiter of another runtime goes through that runtime's dispatcher. */
+    w = wait_pending(m, elsewhere, 4);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK);
+    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 0);
+    expect_handed(other, elsewhere, 4);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+
+    /* A thread waiter is woken directly, as by tr_mutex_unlock. */
+    tr_waiter_t *tw = NULL;
+    ASSERT_EQ(tr_mutex_wait_thread(m, &tw), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK);
+    ASSERT_EQ(tr_waiter_wait(tw, 5.0), TR_OK);
+    ASSERT_EQ(tr_waiter_release(tw), 1);
+    ASSERT_EQ(tr_mutex_unlock_quiet(m, NULL), TR_OK); /* no runtime: a plain unlock */
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    tr_mutex_release(m);
+    tr_port_release(port);
+    tr_port_release(elsewhere);
+    tr_runtime_release(rt);
+    tr_runtime_release(other);
+}
+
 TEST_IMPL(mutex_fifo_mixed) {
     /* Threads and event loops queue in one line: T1, W2, T3, W4, T5. */
     tr_runtime_t *rt = tt_runtime(1);
