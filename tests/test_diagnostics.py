@@ -28,13 +28,18 @@ def test_operations_dropped_with_their_closed_loop_are_logged(caplog):
 
         loop.run_until_complete(start_two_timers())
         assert rt.stats()["pending"] == 2
+        def logged():
+            return [r for r in caplog.records if "closed with 2 operations pending" in r.message]
+
         with caplog.at_level(logging.DEBUG, logger="tokio_runtime"):
             loop.close()  # the timers' results can never be delivered now
-            deadline = time.monotonic() + 5  # the dispatcher sweeps every 0.25 s
-            while rt.stats()["pending"] and time.monotonic() < deadline:
+            # The dispatcher sweeps every 0.25 s.  The C side may cancel the
+            # timers before that thread has written its log line: wait for both.
+            deadline = time.monotonic() + 5
+            while (rt.stats()["pending"] or not logged()) and time.monotonic() < deadline:
                 time.sleep(0.01)
         assert rt.stats()["pending"] == 0  # the native timers were cancelled
-        records = [r for r in caplog.records if "closed with 2 operations pending" in r.message]
+        records = logged()
         assert len(records) == 1, caplog.records
         assert records[0].name == "tokio_runtime" and records[0].levelno == logging.DEBUG
     finally:
