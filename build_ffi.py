@@ -61,6 +61,8 @@ KEEP_GIL = frozenset(
         "tr_mutex_unlock_quiet",
         "tr_mutex_wait",
         "tr_port_drain",
+        "tr_port_defer_wake",
+        "tr_runtime_kick",
         "tr_runtime_stats",
         "tr_runtime_take_ready",
         "tr_runtime_wake_dispatcher",

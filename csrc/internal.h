@@ -80,7 +80,13 @@ struct tr__op {
     tr__op_t *all_prev, *all_next; /* every started op (loop thread) */
     tr__record_t final;         /* pushed by tr__op_finish; frees the op on release */
     tr__record_t progress;      /* coalesced progress record (tr__op_progress) */
+    double submitted;           /* tr__mono_now() at submission */
 };
+
+/* Seconds since the op was submitted, as of the inbox batch that started it
+ * (the clock libev's timers count from).  Timers subtract it, so a deadline
+ * counts from the call, however late the op starts.  Loop thread. */
+double tr__op_waited(const tr__op_t *op);
 
 /* Allocate a zeroed op of `size` bytes (>= sizeof(tr__op_t)).  Any thread. */
 tr__op_t *tr__op_alloc(tr_runtime_t *rt, size_t size, const tr__op_vtable_t *vt);
@@ -164,6 +170,7 @@ struct tr_runtime {
     pthread_mutex_t mu;    /* guards inbox and state */
     tr__msg_t *inbox_head, *inbox_tail;
     int state;
+    bool wake_owed;        /* the inbox holds deferred ops and no wake was sent */
 
     pthread_mutex_t shutdown_mu; /* one shutdown at a time */
     pthread_cond_t exit_cv;      /* loop_exited became true (mu) */
@@ -175,6 +182,7 @@ struct tr_runtime {
     tr__op_t *all_ops;     /* list of started, unfinished ops */
     tr__work_t *outbox_head, *outbox_tail;
     bool halting;          /* shutdown seen: cancel whatever starts */
+    double batch_now;      /* tr__mono_now() when the current inbox batch was taken */
 
     /* dispatcher (ready_mu) */
     pthread_mutex_t ready_mu;
@@ -208,6 +216,7 @@ struct tr_port {
     tr__record_t *head, *tail;
     bool notified;             /* reported to the dispatcher, not yet drained empty */
     bool closed;
+    atomic_bool defer_wake;    /* tr_port_defer_wake */
     /* ready list (rt->ready_mu) */
     tr_port_t *ready_prev, *ready_next;
     bool in_ready;
@@ -301,6 +310,8 @@ bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *d
 /* Absolute CLOCK_MONOTONIC deadline timeout seconds from now; NULL when
  * timeout is negative (wait forever). */
 const struct timespec *tr__deadline(double timeout, struct timespec *ts);
+/* CLOCK_MONOTONIC, in seconds. */
+double tr__mono_now(void);
 /* A condition variable whose timed waits take tr__deadline() deadlines. */
 void tr__cond_init_monotonic(pthread_cond_t *cv);
 

@@ -12,6 +12,12 @@
 
 void tr__port_ref(tr_port_t *port) { atomic_fetch_add(&port->refs, 1); }
 
+int tr_port_defer_wake(tr_port_t *port, int on) {
+    if (!port) return TR_EINVAL;
+    atomic_store(&port->defer_wake, on != 0);
+    return TR_OK;
+}
+
 bool tr__port_closed(tr_port_t *port) {
     pthread_mutex_lock(&port->mu);
     bool closed = port->closed;

@@ -81,15 +81,26 @@ bool tr__post(tr_runtime_t *rt, tr__msg_t *msg) {
     append_locked(rt, msg, &was_empty);
     /* Sent under the lock: the loop is destroyed only after the state has
      * become STOPPED under this same lock, so it is alive here. */
-    if (was_empty) ev_async_send(rt->loop, &rt->wake);
+    if (was_empty || rt->wake_owed) {
+        rt->wake_owed = false;
+        ev_async_send(rt->loop, &rt->wake);
+    }
     pthread_mutex_unlock(&rt->mu);
     return true;
+}
+
+void tr_runtime_kick(tr_runtime_t *rt) {
+    pthread_mutex_lock(&rt->mu);
+    if (rt->wake_owed && rt->state != TR__STOPPED) ev_async_send(rt->loop, &rt->wake);
+    rt->wake_owed = false;
+    pthread_mutex_unlock(&rt->mu);
 }
 
 static tr__msg_t *take_inbox(tr_runtime_t *rt, bool *stopping) {
     pthread_mutex_lock(&rt->mu);
     tr__msg_t *batch = rt->inbox_head;
     rt->inbox_head = rt->inbox_tail = NULL;
+    rt->wake_owed = false; /* whatever was owed is taken now */
     if (stopping) *stopping = rt->state != TR__RUNNING;
     pthread_mutex_unlock(&rt->mu);
     return batch;
@@ -177,6 +188,7 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     op->final.c.token = token;
     op->progress.c.token = token;
     op->msg.run = op_start_msg;
+    op->submitted = tr__mono_now();
     tr__port_ref(port);
 
     bool was_empty;
@@ -190,7 +202,14 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     append_locked(rt, &op->msg, &was_empty);
     atomic_fetch_add(&rt->submitted, 1);
     atomic_fetch_add(&rt->pending, 1);
-    if (was_empty) ev_async_send(rt->loop, &rt->wake);
+    if (atomic_load_explicit(&port->defer_wake, memory_order_relaxed)) {
+        /* The submitter calls tr_runtime_kick() soon: a burst of ops costs
+         * one wake-up, not one per op the loop thread happened to catch. */
+        if (was_empty) rt->wake_owed = true;
+    } else if (was_empty || rt->wake_owed) {
+        rt->wake_owed = false;
+        ev_async_send(rt->loop, &rt->wake);
+    }
     pthread_mutex_unlock(&rt->mu);
     return TR_OK;
 }
@@ -208,6 +227,11 @@ void tr__op_finish(tr__op_t *op, int status, int64_t value) {
     op->final.c.value = value;
     tr__port_push(port, &op->final); /* from here on the port owns the op */
     tr_port_release(port);
+}
+
+double tr__op_waited(const tr__op_t *op) {
+    double waited = op->rt->batch_now - op->submitted;
+    return waited > 0 ? waited : 0;
 }
 
 void tr__op_progress(tr__op_t *op, int64_t value) { tr__port_progress(op->port, &op->progress, value); }
@@ -278,6 +302,11 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents) {
     (void)revents;
     tr_runtime_t *rt = w->data;
     bool stopping;
+    /* Timers started from this batch count from libev's clock as of now:
+     * read ours first, then update libev's, so a deadline computed from
+     * batch_now is never earlier than the one libev arms. */
+    rt->batch_now = tr__mono_now();
+    ev_now_update(loop);
     tr__msg_t *batch = take_inbox(rt, &stopping);
     if (stopping) rt->halting = true; /* ops started from this batch on are cancelled */
     run_batch(rt, batch);

@@ -65,10 +65,18 @@ static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     tr__op_finish(&s->base, TR_OK, 0);
 }
 
+/* Arm w to fire `delay` seconds after its op was submitted. */
+static double arm_from_submission(tr__op_t *op, ev_timer *w, double delay) {
+    double left = delay - tr__op_waited(op);
+    if (left < 0) left = 0;
+    ev_timer_set(w, left, 0.);
+    ev_timer_start(op->rt->loop, w);
+    return left;
+}
+
 static void sleep_start(tr__op_t *op) {
     sleep_op *s = (sleep_op *)op;
-    s->due = ev_now(op->rt->loop) + s->delay;
-    ev_timer_start(op->rt->loop, &s->timer);
+    s->due = ev_now(op->rt->loop) + arm_from_submission(op, &s->timer, s->delay);
 }
 
 static void sleep_cancel(tr__op_t *op) {
@@ -210,6 +218,7 @@ int tr_ticker(tr_runtime_t *rt, tr_port_t *port, uint64_t token, uint64_t count,
 typedef struct timeout_op {
     tr__op_t base;
     ev_timer work, limit;
+    double work_delay, limit_delay;
     bool work_wins_ties;
 } timeout_op;
 
@@ -222,8 +231,11 @@ static void timeout_work_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     timeout_op *t = w->data;
+    /* Both due in this iteration (an op that started late has both clamped
+     * to 0): the earlier deadline wins, not whichever libev runs first. */
+    bool limit_first = ev_is_pending(&t->limit) && !t->work_wins_ties;
     timeout_stop_both(t);
-    tr__op_finish(&t->base, TR_OK, 0);
+    tr__op_finish(&t->base, limit_first ? TR_TIMEDOUT : TR_OK, 0);
 }
 
 static void timeout_limit_fired(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -239,8 +251,8 @@ static void timeout_limit_fired(struct ev_loop *loop, ev_timer *w, int revents) 
 
 static void timeout_start(tr__op_t *op) {
     timeout_op *t = (timeout_op *)op;
-    ev_timer_start(op->rt->loop, &t->work);
-    ev_timer_start(op->rt->loop, &t->limit);
+    arm_from_submission(op, &t->work, t->work_delay);
+    arm_from_submission(op, &t->limit, t->limit_delay);
 }
 
 static void timeout_cancel(tr__op_t *op) {
@@ -258,6 +270,8 @@ int tr_timeout_sleep(tr_runtime_t *rt, tr_port_t *port, uint64_t token, double o
     ev_timer_init(&t->work, timeout_work_fired, op_seconds, 0.);
     ev_timer_init(&t->limit, timeout_limit_fired, timeout_seconds, 0.);
     t->work.data = t->limit.data = t;
+    t->work_delay = op_seconds;
+    t->limit_delay = timeout_seconds;
     t->work_wins_ties = op_seconds <= timeout_seconds;
     return tr__op_submit(rt, port, token, &t->base);
 }

@@ -43,6 +43,12 @@ void tr__cond_init_monotonic(pthread_cond_t *cv) {
     pthread_condattr_destroy(&ca);
 }
 
+double tr__mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 const struct timespec *tr__deadline(double timeout, struct timespec *ts) {
     if (timeout < 0 || isnan(timeout)) return NULL;
     clock_gettime(CLOCK_MONOTONIC, ts);

@@ -126,6 +126,10 @@ int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeo
 /* Wake a thread blocked in tr_runtime_wait_ready() (it returns 0).  Any thread. */
 void tr_runtime_wake_dispatcher(tr_runtime_t *rt);
 
+/* Wake the loop thread for ops submitted with deferred wake-ups (see
+ * tr_port_defer_wake); nothing if none are waiting.  Any thread. */
+void tr_runtime_kick(tr_runtime_t *rt);
+
 /* tr_runtime_wait_ready without waiting: takes up to cap ready port ids, 0 if
  * none.  For a caller that was told (TR_PENDING from a *_quiet call) that it
  * made ports ready without waking the dispatcher: it takes them and asks
@@ -152,6 +156,13 @@ int tr_port_new(tr_runtime_t *rt, uint64_t id, tr_port_t **out);
  * When the queue becomes empty, the port is re-armed: the next record reports
  * it to the dispatcher again.  Any thread; meant for the consumer's thread. */
 size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap);
+
+/* Deferred wake-ups (on != 0): ops submitted for this port do not wake the
+ * runtime's loop thread; the submitter promises to call tr_runtime_kick()
+ * soon after (an asyncio shim does it once per loop iteration), so a burst of
+ * submissions costs one wake-up.  Deadlines still count from each
+ * submission, not from the kick.  Returns TR_OK, or TR_EINVAL for NULL. */
+int tr_port_defer_wake(tr_port_t *port, int on);
 
 /* Close the port: queued and future records are dropped and
  * every op still bound to it is cancelled.  Idempotent; any thread. */

@@ -177,6 +177,7 @@ class Port:
         "_view",
         "closed",
         "id",
+        "kick_pending",
         "loop",
         "pending",
         "runtime",
@@ -189,6 +190,9 @@ class Port:
         if rc != lib.TR_OK:
             raise status_error(rc)
         self._ptr = ffi.gc(out[0], lib.tr_port_release)
+        # Submissions do not wake the runtime's loop thread one by one: see
+        # submitted().
+        lib.tr_port_defer_wake(self._ptr, 1)
         self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
         self._view = memoryview(ffi.buffer(self._recs))
         self.runtime = runtime
@@ -199,8 +203,25 @@ class Port:
         # the wake (see Waiter).
         self.woken: set[Waiter] = set()
         self.closed = False
+        self.kick_pending = False
 
     # -- loop thread ---------------------------------------------------------
+    def submitted(self) -> None:
+        """After a submission: wake the runtime's loop thread once this turn.
+
+        The port defers wake-ups, so every op submitted during one turn of
+        the asyncio loop (10,000 in a ``gather``) costs one wake-up of the
+        runtime's loop thread, at the end of the turn, instead of one per op
+        it happened to catch.  Deadlines count from each submission anyway.
+        """
+        if not self.kick_pending:
+            self.kick_pending = True
+            self.loop.call_soon(self._kick)
+
+    def _kick(self) -> None:
+        self.kick_pending = False
+        lib.tr_runtime_kick(self.runtime._ptr)
+
     def new_future(self, token: int, result: Any = None, cls: type = NativeFuture) -> Any:
         """A future on this port's loop whose cancel() cancels ``token``."""
         fut = cls(loop=self.loop)

@@ -206,6 +206,7 @@ def spawn_background(
     token = rt.next_token()
     out = ffi.new("tr_task_t **")
     rc = lib.tr_ticker(rt._ptr, port._ptr, token, n, s, out)
+    lib.tr_runtime_kick(rt._ptr)  # start now: it ticks while Python is busy
     if rc != lib.TR_OK:
         rt.check(rc)
     handle = TaskHandle(rt, loop, token, out[0], n, callback)

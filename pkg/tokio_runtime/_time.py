@@ -53,6 +53,9 @@ def sleep(rt: Runtime, seconds: float, result: Any = None) -> asyncio.Future[Any
     fut._tr_token = token
     fut._tr_result = result
     port.pending[token] = fut
+    if not port.kick_pending:  # port.submitted(), inlined
+        port.kick_pending = True
+        loop.call_soon(port._kick)
     return fut
 
 
@@ -111,6 +114,7 @@ async def _timeout(rt: Runtime, seconds: float, awaitable: Awaitable[T]) -> T:
         port = rt.port_for(loop)
         token = rt.next_token()
         rt.check(lib.tr_sleep(rt._ptr, port._ptr, token, seconds))
+        port.submitted()
     except BaseException:
         _close_quietly(awaitable)  # it will never be awaited
         raise

@@ -100,6 +100,7 @@ def shared_counter_demo(increments: int) -> asyncio.Future[int]:
     port = rt.port_for(loop)
     token = rt.next_token()
     rt.check(lib.tr_counter_demo(rt._ptr, port._ptr, token, n, STEP_SECONDS))
+    lib.tr_runtime_kick(rt._ptr)  # start now: its workers run while Python is busy
     fut: asyncio.Future[int] = port.new_future(token, cls=_CountFuture)
     return fut
 
@@ -137,6 +138,7 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
     rc = lib.tr_timeout_sleep(rt._ptr, port._ptr, token, op_ms / 1000.0, to_ms / 1000.0)
     if rc:
         rt.check(rc)
+    port.submitted()
     fut: _TimeoutFuture = port.new_future(token, "Operation completed", cls=_TimeoutFuture)
     fut._tr_ms = (op_ms, to_ms)
     return fut

@@ -33,6 +33,8 @@
     X(sleep_basic)                   \
     X(sleep_zero)                    \
     X(sleep_lateness_stats)          \
+    X(deferred_wake)                 \
+    X(deferred_wake_deadlines)       \
     X(late_bucket_bounds)            \
     X(sleep_invalid)                 \
     X(sleep_cancel_before_fire)      \

@@ -73,6 +73,86 @@ TEST_IMPL(sleep_lateness_stats) {
     tr_runtime_release(rt);
 }
 
+TEST_IMPL(deferred_wake) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *quiet = tt_port(rt, 1), *loud = tt_port(rt, 2);
+    ASSERT_EQ(tr_port_defer_wake(NULL, 1), TR_EINVAL);
+    ASSERT_EQ(tr_port_defer_wake(quiet, 1), TR_OK);
+    tr_runtime_kick(rt); /* nothing owed: nothing happens */
+    tr_completion_t c;
+
+    /* Submitted, counted, but not started until the kick. */
+    ASSERT_EQ(tr_sleep(rt, quiet, 1, 0.0), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, quiet, 2, 0.0), TR_OK);
+    ASSERT_EQ(tt_stats(rt).pending, 2);
+    tt_expect_quiet(rt, quiet, 0.05);
+    tr_runtime_kick(rt);
+    ASSERT_EQ(tt_wait_finals(rt, quiet, 2, 5.0, NULL, NULL), 2);
+
+    /* Anything that does wake the loop thread takes the deferred ops along:
+     * an op on a port that does not defer, a cancel, a close. */
+    ASSERT_EQ(tr_sleep(rt, quiet, 3, 0.0), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, loud, 4, 0.0), TR_OK);
+    tt_wait_one(rt, quiet, &c, 5.0);
+    ASSERT_EQ(c.token, 3);
+    tt_wait_one(rt, loud, &c, 5.0);
+    ASSERT_EQ(c.token, 4);
+
+    ASSERT_EQ(tr_sleep(rt, quiet, 5, 60.0), TR_OK);
+    ASSERT_EQ(tr_cancel(rt, 5), TR_OK);
+    tt_wait_one(rt, quiet, &c, 5.0);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+
+    /* Turned off again: every op wakes the loop thread itself. */
+    ASSERT_EQ(tr_port_defer_wake(quiet, 0), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, quiet, 6, 0.0), TR_OK);
+    tt_wait_one(rt, quiet, &c, 5.0);
+    ASSERT_EQ(c.token, 6);
+
+    /* Still owed at shutdown: cancelled and freed like any other op. */
+    ASSERT_EQ(tr_port_defer_wake(quiet, 1), TR_OK);
+    ASSERT_EQ(tr_sleep(rt, quiet, 7, 0.0), TR_OK);
+    tr_runtime_shutdown(rt);
+    tt_wait_one(rt, quiet, &c, 5.0);
+    ASSERT_EQ(c.token, 7);
+    ASSERT_EQ(c.status, TR_CANCELLED);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(quiet);
+    tr_port_release(loud);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(deferred_wake_deadlines) {
+    /* A deadline counts from the submission, not from the late start. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_port_defer_wake(port, 1), TR_OK);
+    double t0 = tt_now();
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.1), TR_OK);
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 2, 0.1, 0.2), TR_OK);  /* op wins */
+    ASSERT_EQ(tr_timeout_sleep(rt, port, 3, 0.15, 0.12), TR_OK); /* limit wins */
+    ASSERT_EQ(tr_sleep(rt, port, 4, 0.5), TR_OK);
+    while (tt_now() - t0 < 0.3) tt_sleep(0.01);
+    double kicked = tt_now();
+    tr_runtime_kick(rt);
+    tt_ledger_t l;
+    tt_ledger_init(&l, 4);
+    ASSERT_EQ(tt_wait_finals(rt, port, 3, 5.0, tt_ledger_visit, &l), 3);
+    /* Overdue at the kick: they fire at once (generous bound for a busy
+     * machine), with the outcome their deadlines decide. */
+    ASSERT_DBL_CMP(tt_now() - kicked, <, 0.15);
+    ASSERT_EQ(l.status[0], TR_OK);
+    ASSERT_EQ(l.status[1], TR_OK);
+    ASSERT_EQ(l.status[2], TR_TIMEDOUT);
+    /* Not yet due at the kick: fires 0.5 s after its submission. */
+    ASSERT_EQ(tt_wait_finals(rt, port, 1, 5.0, tt_ledger_visit, &l), 1);
+    ASSERT_DBL_CMP(tt_now() - t0, >=, 0.49);
+    ASSERT_EQ(l.status[3], TR_OK);
+    tt_ledger_free(&l);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
 TEST_IMPL(late_bucket_bounds) {
     uint64_t lo, hi, prev_hi = 0;
     for (int b = 0; b < 96; b++) {
