@@ -28,6 +28,7 @@ def test_operations_dropped_with_their_closed_loop_are_logged(caplog):
 
         loop.run_until_complete(start_two_timers())
         assert rt.stats()["pending"] == 2
+
         def logged():
             return [r for r in caplog.records if "closed with 2 operations pending" in r.message]
 
