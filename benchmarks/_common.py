@@ -146,7 +146,7 @@ def fmt_value(value: float, unit: str) -> str:
     if unit == "µs":
         return f"{value:.1f} µs"
     if unit == "ms":
-        return f"{value:.2f} ms"
+        return fmt_value(value / 1e3, "s")
     if unit == "MiB":
         return f"{value:.1f} MiB"
     return f"{value:.4g} {unit}"
@@ -216,6 +216,17 @@ def emit(args: argparse.Namespace, params: dict[str, Any], variants: list[Varian
 
 
 # -- targets (used by run.py on the medians) ------------------------------------------
+def ratio_text(value: float, op: str) -> str:
+    """``value`` to 2 decimals, rounded away from the threshold's side.
+
+    Down for a ">=" goal and up for a "<=" goal, so a goal missed by a hair
+    never prints as if it were exactly met (4.996 for ">= 5" shows 4.99).
+    """
+    scaled = value * 100
+    rounded = math.floor(scaled) if op in (">=", ">") else math.ceil(scaled)
+    return f"{rounded / 100:.2f}x"
+
+
 Summary = dict[str, dict[str, float]]  # variant -> metric -> median over the runs
 
 

@@ -21,6 +21,7 @@ from _common import (
     check,
     child_args,
     emit,
+    ratio_text,
     repeat_variants,
     run_on,
     timer,
@@ -116,11 +117,21 @@ def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
         op = s[ours]["per_op_us"]
         if "floor" in s:
             r = op / s["floor"]["per_op_us"]
-            out.append(Target(f"{ours}: per op <= 2x the floor", r, "<=", 2.0, f"{r:.2f}x floor"))
+            out.append(
+                Target(
+                    f"{ours}: per op <= 2x the floor", r, "<=", 2.0, f"{ratio_text(r, '<=')} floor"
+                )
+            )
         if "to_thread" in s:
             r = s["to_thread"]["per_op_us"] / op
             out.append(
-                Target(f"{ours}: >= 20x faster than to_thread", r, ">=", 20.0, f"{r:.1f}x faster")
+                Target(
+                    f"{ours}: >= 20x faster than to_thread",
+                    r,
+                    ">=",
+                    20.0,
+                    f"{ratio_text(r, '>=')} faster",
+                )
             )
     return out
 

@@ -34,6 +34,7 @@ from _common import (
     child_args,
     emit,
     progress,
+    ratio_text,
     repeat_variants,
     run_on,
     timer,
@@ -246,7 +247,13 @@ def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
             if peer in s:
                 r = rate / s[peer]["items_per_s"]
                 out.append(
-                    Target(f"{ours}: >= {need:g}x {peer}", r, ">=", need, f"{r:.2f}x {peer}")
+                    Target(
+                        f"{ours}: >= {need:g}x {peer}",
+                        r,
+                        ">=",
+                        need,
+                        f"{ratio_text(r, '>=')} {peer}",
+                    )
                 )
     if "ours_recv_many" in s:
         rate = s["ours_recv_many"]["items_per_s"]

@@ -27,6 +27,7 @@ from _common import (
     check,
     child_args,
     emit,
+    fmt_value,
     percentile,
     progress,
     repeat_variants,
@@ -175,7 +176,7 @@ def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
                 p,
                 "<=",
                 2.0,
-                f"{p:.2f} ms",
+                fmt_value(p, "ms"),
             )
         )
     return out

@@ -29,6 +29,7 @@ from _common import (
     child_args,
     emit,
     new_loop,
+    ratio_text,
     repeat_variants,
     run_on,
     timer,
@@ -206,7 +207,11 @@ def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
     if "ours_mutex" not in s or "aiologic_lock" not in s:
         return []
     r = s["ours_mutex"]["ops_per_s"] / s["aiologic_lock"]["ops_per_s"]
-    return [Target("ours_mutex: faster than aiologic.Lock", r, ">", 1.0, f"{r:.2f}x aiologic")]
+    return [
+        Target(
+            "ours_mutex: faster than aiologic.Lock", r, ">", 1.0, f"{ratio_text(r, '>')} aiologic"
+        )
+    ]
 
 
 def main() -> None:

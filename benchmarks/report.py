@@ -97,7 +97,7 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
     ]
     letter = {o: LETTERS[i] for i, o in enumerate(compared)}
     label_w = max(len(ref[n]["label"]) for n in names) + 2
-    col = [11, 11, 5] + [7] * len(compared)
+    col = [11, 11, 6] + [7] * len(compared)
     loop_w = sum(col) + len(col)
     # Rows that show the same metrics share a header (B4 has two such groups).
     groups: list[tuple[tuple[str, ...], list[str]]] = []
@@ -129,13 +129,14 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
                 cells += [_speed(_ratio(case, lp, o, n, var["primary"])) for o in compared]
                 row += "|" + "".join(f"{c:>{w}} " for c, w in zip(cells, col))
             lines.append(row.rstrip())
-    # Notes, each once, with the rows it is about.
-    notes: dict[str, list[str]] = {}
-    for n in names:
-        if ref[n]["note"]:
-            notes.setdefault(ref[n]["note"], []).append(ref[n]["label"].split(" [")[0])
-    for note, labels in notes.items():
-        lines.append(f"  note: {'; '.join(labels)}: {note}")
+        # Notes under their group: once if every row has it, else with the row's label.
+        notes: dict[str, list[str]] = {}
+        for n in rows:
+            if ref[n]["note"]:
+                notes.setdefault(ref[n]["note"], []).append(ref[n]["label"].split(" [")[0])
+        for note, labels in notes.items():
+            who = "" if len(labels) == len(rows) > 1 else f" ({'; '.join(labels)})"
+            lines.append(f"  note{who}: {note}")
     # Targets: one line each, a column per loop kind.
     texts: list[str] = []
     for lp in good:
@@ -144,7 +145,7 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
                 texts.append(t["text"])
     if texts:
         tw = max(len(t) for t in texts) + 6
-        lines.append(f"{'  targets':<{tw}}" + "".join(f"| {lp:<30}" for lp in good))
+        lines.append((f"{'  targets':<{tw}}" + "".join(f"| {lp:<30}" for lp in good)).rstrip())
         for text in texts:
             row = f"    {text:<{tw - 4}}"
             for lp in good:
