@@ -134,9 +134,9 @@ def progress(msg: str) -> None:
 def fmt_value(value: float, unit: str) -> str:
     """A number with its unit, compactly (``12.3 ms``, ``1.25 M/s``)."""
     if unit == "s":
-        if value < 1e-3:
+        if abs(value) < 1e-3:
             return f"{value * 1e6:.1f} µs"
-        if value < 1.0:
+        if abs(value) < 1.0:
             return f"{value * 1e3:.1f} ms"
         return f"{value:.2f} s"
     if unit.endswith("/s"):
@@ -239,10 +239,13 @@ class Target:
     op: str  # "<=", ">=", "<" or ">"
     threshold: float
     shown: str  # the value as printed, e.g. "1.43x floor"
+    veto: str = ""  # a reason the goal is not met whatever the value (e.g. a negative lateness)
 
     @property
     def met(self) -> bool:
         """Whether the goal is met in this run."""
+        if self.veto:
+            return False
         v, t = self.value, self.threshold
         return {"<=": v <= t, ">=": v >= t, "<": v < t, ">": v > t}[self.op]
 
@@ -254,5 +257,6 @@ class Target:
             "op": self.op,
             "threshold": self.threshold,
             "shown": self.shown,
+            "veto": self.veto,
             "met": self.met,
         }

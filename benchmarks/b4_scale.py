@@ -40,6 +40,8 @@ TITLE = "scale: shared_counter_demo(n) and concurrent 50 ms sleeps"
 OURS = ("ours_sleep",)  # the counter runs have no peer: they are checked against targets only
 RATIO_METRICS = ("p50_ms", "p99_ms")
 DELAY = 0.05
+#: A resume more than this early (ms) counts as early, not as clock granularity.
+EARLY_MS = 1.0
 
 
 def sizes(quick: bool) -> dict[str, Any]:
@@ -84,9 +86,11 @@ def make_variants(params: dict[str, Any]) -> list[Variant]:
                     "p50_ms": Metric("ms", "lower"),
                     "p99_ms": Metric("ms", "lower"),
                     "max_ms": Metric("ms", "lower"),
+                    "min_ms": Metric("ms", "higher"),
+                    "early_pct": Metric("%", "lower"),
                     "total_s": Metric("s", "lower"),
                 },
-                "lateness = resume - (own start + delay), per coroutine",
+                "lateness = resume - (own start + delay), per coroutine; negative = early",
                 show=("p99_ms", "p50_ms"),
             )
         )
@@ -144,14 +148,29 @@ async def lateness_run(name: str, n: int) -> dict[str, float]:
     total = timer() - t0
     check(all(x == x for x in late), "every coroutine resumed")  # no NaN left
     ms = [x * 1e3 for x in late]
-    # A timer may fire a hair early (clock granularity); count it as on time, not as "early".
-    check(min(ms) > -1.0, f"a sleep resumed {-min(ms):.2f} ms early")
+    # Early resumes are measured, not treated as a broken run: they are kept in the
+    # percentiles as negative lateness, and counted (beyond 1 ms: more than clock slop).
     return {
         "p50_ms": percentile(ms, 50),
         "p99_ms": percentile(ms, 99),
         "max_ms": max(ms),
+        "min_ms": min(ms),
+        "early_pct": 100.0 * sum(1 for x in ms if x < -EARLY_MS) / n,
         "total_s": total,
     }
+
+
+def note_early(v: Variant) -> None:
+    """Add to ``v``'s note how often its sleeps resumed more than EARLY_MS early."""
+    mins = v.metrics["min_ms"].runs
+    pcts = v.metrics["early_pct"].runs
+    runs = sum(1 for p in pcts if p > 0)
+    if runs:
+        why = (
+            f"resumed more than {EARLY_MS:g} ms EARLY in {runs} of {len(pcts)} runs "
+            f"(up to {max(pcts):.1f}% of its coroutines; earliest {min(mins):.2f} ms)"
+        )
+        v.note = f"{v.note}; {why}" if v.note else why
 
 
 def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
@@ -177,6 +196,7 @@ def targets(s: Summary, params: dict[str, Any]) -> list[Target]:
                 "<=",
                 2.0,
                 fmt_value(p, "ms"),
+                veto="the sleeps woke early" if p < 0 else "",
             )
         )
     return out
@@ -212,7 +232,13 @@ def main() -> None:
         n = params["sleeps"]
 
         async def runner(name: str) -> dict[str, float]:
-            return await lateness_run(name, n)
+            res = await lateness_run(name, n)
+            if res["early_pct"] > 0:
+                progress(
+                    f"[{tag}] {name}: {res['early_pct']:.1f}% of the sleeps resumed more than "
+                    f"{EARLY_MS:g} ms early (earliest {res['min_ms']:.2f} ms)"
+                )
+            return res
 
         async def warmup(name: str) -> None:
             await lateness_run(name, max(n // 10, 100))
@@ -221,6 +247,8 @@ def main() -> None:
         await repeat_variants(tag, sleeps, runners, args.repeat, warmup)
 
     run_on(args.loop, bench)
+    for v in sleeps:
+        note_early(v)
     emit(args, params, variants)
 
 

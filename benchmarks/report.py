@@ -137,6 +137,9 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
         for note, labels in notes.items():
             who = "" if len(labels) == len(rows) > 1 else f" ({'; '.join(labels)})"
             lines.append(f"  note{who}: {note}")
+    for lp in good:
+        for r in case["loops"][lp].get("ratios_skipped", []):
+            lines.append(f"  {lp}: no ratio {r['ours']} vs {r['peer']} ({r['metric']}): {r['why']}")
     # Targets: one line each, a column per loop kind.
     texts: list[str] = []
     for lp in good:
@@ -151,6 +154,8 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
             for lp in good:
                 t = next((t for t in case["loops"][lp]["targets"] if t["text"] == text), None)
                 cell = "" if t is None else f"{t['shown']}  {'met' if t['met'] else 'NOT MET'}"
+                if t is not None and t.get("veto"):
+                    cell += f" ({t['veto']})"
                 row += f"| {cell:<30}"
             lines.append(row.rstrip())
     return lines

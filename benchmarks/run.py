@@ -167,6 +167,7 @@ def summarize(case: str, raw: dict[str, Any]) -> dict[str, Any]:
             m["max"] = max(runs)
             summary[name][mname] = m["median"]
     ratios = []
+    skipped = []
     for ours in mod.OURS:
         if ours not in variants:
             continue
@@ -178,14 +179,20 @@ def summarize(case: str, raw: dict[str, Any]) -> dict[str, Any]:
                     continue
                 o = summary[ours][mname]
                 p = summary[peer][mname]
+                pair = {"ours": ours, "peer": peer, "metric": mname}
+                if not (o > 0 and p > 0):  # e.g. a lateness median below 0: sleeps woke early
+                    why = f"not both positive: ours {o:.4g}, peer {p:.4g}"
+                    skipped.append({**pair, "why": why})
+                    continue
                 better = pv["metrics"][mname]["better"]
                 speedup = p / o if better == "lower" else o / p
-                ratios.append({"ours": ours, "peer": peer, "metric": mname, "speedup": speedup})
+                ratios.append({**pair, "speedup": speedup})
     targets = [t.to_json() for t in mod.targets(summary, raw["params"])]
     return {
         "params": raw["params"],
         "variants": variants,
         "ratios": ratios,
+        "ratios_skipped": skipped,
         "targets": targets,
         "error": None,
     }
@@ -235,7 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one broken case must not hide the others
             failures += 1
             progress(f"!! {case} on {loop} FAILED: {exc}")
-            result = {"params": {}, "variants": {}, "ratios": [], "targets": [], "error": str(exc)}
+            result = {
+                "params": {},
+                "variants": {},
+                "ratios": [],
+                "ratios_skipped": [],
+                "targets": [],
+                "error": str(exc),
+            }
         result["elapsed_s"] = time.perf_counter() - t0
         entry["loops"][loop] = result
     doc["environment"]["loadavg_end"] = list(os.getloadavg())

@@ -82,9 +82,15 @@ def test_quick_run_writes_a_complete_result(tmp_path: Path) -> None:
                     assert len(m["runs"]) == REPEAT, f"{where}: {name}.{mname}"
                     assert m["better"] in ("lower", "higher")
                     assert m["min"] <= m["median"] <= m["max"], f"{where}: {name}.{mname}"
-                    if mname != "p50_ms":  # a lateness median may round to ~0 or below
-                        assert all(finite_positive(x) for x in m["runs"]), f"{where}: {mname}"
-            assert res["ratios"], f"{where}: no ratios"
+                    assert all(math.isfinite(x) for x in m["runs"]), f"{where}: {name}.{mname}"
+                # Lateness may be negative (a sleep that woke early); every other
+                # primary metric is a time or a rate.
+                if v["primary"] != "p99_ms":
+                    assert all(finite_positive(x) for x in v["metrics"][v["primary"]]["runs"])
+            # A ratio is left out (and said why) only when a value is not positive.
+            assert res["ratios"] or res["ratios_skipped"], f"{where}: no ratios"
+            for r in res["ratios_skipped"]:
+                assert r["why"], where
             for r in res["ratios"]:
                 assert r["ours"] in variants and r["peer"] in variants, where
                 assert variants[r["ours"]]["ours"] and not variants[r["peer"]]["ours"], where
