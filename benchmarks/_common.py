@@ -160,7 +160,7 @@ def prepare_run() -> None:
 async def repeat_variants(
     tag: str,
     variants: list[Variant],
-    runners: dict[str, Callable[[int], Awaitable[dict[str, float]]]],
+    run_one: Callable[[str], Awaitable[dict[str, float]]],
     repeat: int,
     warmup: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
@@ -168,7 +168,8 @@ async def repeat_variants(
 
     Interleaving (run 1 of every variant, then run 2 ...) spreads a slow
     moment of the shared machine over all variants instead of one.
-    ``runners[name](n)`` performs one checked run and returns its metrics.
+    ``run_one(name)`` performs one checked run of that variant and returns its
+    metrics; ``warmup(name)`` one untimed run.
     """
     if warmup is not None:
         for v in variants:
@@ -178,7 +179,7 @@ async def repeat_variants(
     for r in range(1, repeat + 1):
         for v in variants:
             prepare_run()
-            values = await runners[v.name](r)
+            values = await run_one(v.name)
             v.checks += 1
             for k, val in values.items():
                 v.metrics[k].runs.append(val)

@@ -302,8 +302,7 @@ def main() -> None:
                 v.note = f"{v.note}; {why}" if v.note else why
                 progress(f"[{tag}] {name}: {why}")
 
-        runners = {v.name: (lambda _r, nm=v.name: runner(nm)) for v in variants}
-        await repeat_variants(tag, variants, runners, args.repeat, warmup)
+        await repeat_variants(tag, variants, runner, args.repeat, warmup)
 
     run_on(args.loop, bench)
     emit(args, params, variants)

@@ -243,8 +243,7 @@ def main() -> None:
         async def warmup(name: str) -> None:
             await lateness_run(name, max(n // 10, 100))
 
-        runners = {v.name: (lambda _r, nm=v.name: runner(nm)) for v in sleeps}
-        await repeat_variants(tag, sleeps, runners, args.repeat, warmup)
+        await repeat_variants(tag, sleeps, runner, args.repeat, warmup)
 
     run_on(args.loop, bench)
     for v in sleeps:

@@ -232,8 +232,7 @@ def main() -> None:
         async def warmup(name: str) -> None:
             await loop.run_in_executor(None, one_run, name, max(total // 10, 600), args.loop)
 
-        runners = {v.name: (lambda _r, nm=v.name: runner(nm)) for v in variants}
-        await repeat_variants(tag, variants, runners, args.repeat, warmup)
+        await repeat_variants(tag, variants, runner, args.repeat, warmup)
 
     run_on(args.loop, bench)
     emit(args, params, variants)
