@@ -42,6 +42,8 @@ def _spread(m: dict[str, Any]) -> str:
 def _speed(x: float | None) -> str:
     if x is None:
         return ""
+    if x < 0.1:
+        return f"{x:.3f}x"
     return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
 
 
@@ -270,7 +272,7 @@ def chart(doc: dict[str, Any], path: Path) -> None:
             for lp, r in c["loops"].items()
             if r["targets"]
         )
-        title = f"{cid}: {c['title']}" + (f"   (targets met: {met})" if met else "")
+        title = f"{cid}: {c['title']}" + (f"\ntargets met: {met}" if met else "")
         ax.set_title(title, fontsize=9, loc="left")
         ax.tick_params(axis="x", labelsize=7)
         ax.legend(fontsize=7, loc="lower right")
