@@ -12,6 +12,9 @@
 #   make sdist      dist/tokio_runtime-<version>.tar.gz
 #   make wheel      the sdist, and a wheel built from it that carries libev
 #                   (runs where libev is not installed) in dist/
+#   make bench      the benchmark suite (issue 5; not part of make test):
+#                   prints a table, writes benchmarks/results/latest.{json,txt,png}
+#                   BENCH_ARGS="--quick" or "--cases B1,B3 --repeat 3" to narrow it
 #   make clean
 
 PYTHON ?= python3
@@ -32,7 +35,7 @@ APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get inst
 PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
              build_ffi.py CMakeLists.txt pyproject.toml README.md LICENSE $(wildcard LICENSES/*)
 
-.PHONY: demo test ctest sanitize valgrind pytest lint deps sdist wheel clean
+.PHONY: demo test ctest sanitize valgrind pytest lint deps sdist wheel bench clean
 
 demo: $(VENV)/.installed
 	$(VPY) -m tokio_runtime
@@ -69,6 +72,13 @@ $(VENV)/.installed: .deps-ok $(VENV)/bin/python $(PKG_SRC)
 	$(VPY) -m pip install -q '.[test]'
 	@touch $@
 
+# The benchmark peers (janus, culsans, aiologic) and matplotlib: the bench extra.
+# It depends on pyproject.toml alone, so a change in the sources rebuilds the
+# package once (through .installed), not twice.
+$(VENV)/.bench-installed: .deps-ok $(VENV)/bin/python pyproject.toml
+	$(VPY) -m pip install -q '.[test,bench]'
+	@touch $@
+
 # ---- C core tests -----------------------------------------------------------
 # One test program, three builds: plain, ThreadSanitizer, ASan + UBSan.
 CFLAGS_plain := -O2
@@ -99,8 +109,8 @@ valgrind: $(BUILD_C)/plain
 
 # ---- Python -------------------------------------------------------------------
 lint: $(VENV)/.installed
-	$(VPY) -m ruff check pkg tests examples build_ffi.py
-	$(VPY) -m ruff format --check pkg tests examples build_ffi.py
+	$(VPY) -m ruff check pkg tests examples benchmarks build_ffi.py
+	$(VPY) -m ruff format --check pkg tests examples benchmarks build_ffi.py
 	$(VPY) -m mypy --strict pkg/tokio_runtime
 
 pytest: $(VENV)/.installed
@@ -125,5 +135,11 @@ wheel: $(VENV)/.installed
 	cp $(WHEELHOUSE)/*.tar.gz dist/
 	@ls -l dist
 
+# ---- benchmarks (issue 5) ---------------------------------------------------------
+BENCH_ARGS ?=
+bench: $(VENV)/.installed $(VENV)/.bench-installed
+	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed .pytest_cache .ruff_cache
+	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed $(VENV)/.bench-installed \
+	  .pytest_cache .ruff_cache
