@@ -183,6 +183,7 @@ struct tr_runtime {
     tr__work_t *outbox_head, *outbox_tail;
     bool halting;          /* shutdown seen: cancel whatever starts */
     double batch_now;      /* tr__mono_now() when the current inbox batch was taken */
+    tr_port_t *notify_head, *notify_tail; /* ports to report at the end of the iteration */
 
     /* dispatcher (ready_mu) */
     pthread_mutex_t ready_mu;
@@ -200,6 +201,13 @@ void tr__runtime_ref(tr_runtime_t *rt);
 void tr__runtime_unref(tr_runtime_t *rt); /* frees at zero; the owner has shut it down */
 /* Report a port to the dispatcher.  Any thread. */
 void tr__dispatch_ready(tr_runtime_t *rt, tr_port_t *port);
+/* A port just got its first record: report it.  On rt's loop thread the
+ * report waits for the end of the current iteration (tr__notify_flush), so a
+ * burst of timers firing together costs the dispatcher one wake-up and the
+ * asyncio loop one drain; any other thread reports at once. */
+void tr__port_ready(tr_runtime_t *rt, tr_port_t *port);
+/* Report the ports held back by tr__port_ready.  Loop thread. */
+void tr__notify_flush(tr_runtime_t *rt);
 /* While a thread runs a *_quiet call for rt, tr__dispatch_ready queues rt's
  * ports without waking the dispatcher; tr__quiet_end says whether it did. */
 void tr__quiet_begin(tr_runtime_t *rt);
@@ -217,6 +225,10 @@ struct tr_port {
     bool notified;             /* reported to the dispatcher, not yet drained empty */
     bool closed;
     atomic_bool defer_wake;    /* tr_port_defer_wake */
+    /* rt->notify list (loop thread): reported to the dispatcher once the
+     * loop thread's current iteration is over; holds a reference. */
+    tr_port_t *notify_next;
+    bool notify_queued;
     /* ready list (rt->ready_mu) */
     tr_port_t *ready_prev, *ready_next;
     bool in_ready;

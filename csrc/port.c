@@ -73,7 +73,7 @@ void tr__port_push(tr_port_t *port, tr__record_t *r) {
     pthread_mutex_unlock(&port->mu);
     /* r may already be drained and freed here; port is kept alive by the
      * caller's reference. */
-    if (notify) tr__dispatch_ready(port->rt, port);
+    if (notify) tr__port_ready(port->rt, port);
 }
 
 void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value) {

@@ -292,9 +292,39 @@ static void flush_outbox(tr_runtime_t *rt) {
     }
 }
 
+/* The runtime whose loop thread this is (NULL on any other thread). */
+static _Thread_local tr_runtime_t *loop_thread_of;
+
+void tr__port_ready(tr_runtime_t *rt, tr_port_t *port) {
+    if (loop_thread_of != rt) {
+        tr__dispatch_ready(rt, port);
+        return;
+    }
+    if (port->notify_queued) return;
+    port->notify_queued = true;
+    tr__port_ref(port);
+    port->notify_next = NULL;
+    if (rt->notify_tail) rt->notify_tail->notify_next = port;
+    else rt->notify_head = port;
+    rt->notify_tail = port;
+}
+
+void tr__notify_flush(tr_runtime_t *rt) {
+    tr_port_t *p = rt->notify_head;
+    rt->notify_head = rt->notify_tail = NULL;
+    while (p) {
+        tr_port_t *next = p->notify_next;
+        p->notify_queued = false;
+        tr__dispatch_ready(rt, p);
+        tr_port_release(p);
+        p = next;
+    }
+}
+
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents) {
     (void)loop;
     (void)revents;
+    tr__notify_flush(w->data);
     flush_outbox(w->data);
 }
 
@@ -318,8 +348,11 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents) {
 
 static void *loop_main(void *arg) {
     tr_runtime_t *rt = arg;
+    loop_thread_of = rt;
     ev_run(rt->loop, 0);
-    flush_outbox(rt); /* work that fired in the last iteration goes to the pool */
+    tr__notify_flush(rt); /* records queued in the last iteration get reported */
+    flush_outbox(rt);     /* work that fired in the last iteration goes to the pool */
+    loop_thread_of = NULL;
     pthread_mutex_lock(&rt->mu);
     rt->loop_exited = true;
     pthread_cond_broadcast(&rt->exit_cv);

@@ -254,7 +254,12 @@ class Port:
                 if handler is None:
                     continue
                 try:
-                    handler._tr_deliver(status, value, final)
+                    if status == _OK and handler.__class__ is NativeFuture:
+                        # The common case (a sleep), NativeFuture._tr_deliver inlined.
+                        if not handler.done():
+                            handler.set_result(handler._tr_result)
+                    else:
+                        handler._tr_deliver(status, value, final)
                 except Exception as exc:
                     self.loop.call_exception_handler(
                         {

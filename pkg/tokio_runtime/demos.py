@@ -131,16 +131,25 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
         op_ms = u64("operation_ms", op_ms)
     if to_ms.__class__ is not int or not 0 <= to_ms <= U64_MAX:
         to_ms = u64("timeout_ms", to_ms)
+    # The rest as in _time.sleep (port lookup, token, future) in one frame.
     loop = asyncio.get_running_loop()
     rt = get_runtime()
-    port = rt.port_for(loop)
+    port = rt._ports.get(loop)
+    if port is None or port.closed:
+        port = rt.port_for(loop)
     token = next(rt._tokens)
     rc = lib.tr_timeout_sleep(rt._ptr, port._ptr, token, op_ms / 1000.0, to_ms / 1000.0)
     if rc:
         rt.check(rc)
-    port.submitted()
-    fut: _TimeoutFuture = port.new_future(token, "Operation completed", cls=_TimeoutFuture)
+    fut = _TimeoutFuture(loop=loop)
+    fut._tr_port = port
+    fut._tr_token = token
+    fut._tr_result = "Operation completed"
     fut._tr_ms = (op_ms, to_ms)
+    port.pending[token] = fut
+    if not port.kick_pending:
+        port.kick_pending = True
+        loop.call_soon(port._kick)
     return fut
 
 

@@ -35,6 +35,7 @@
     X(sleep_lateness_stats)          \
     X(deferred_wake)                 \
     X(deferred_wake_deadlines)       \
+    X(burst_reported_once)           \
     X(late_bucket_bounds)            \
     X(sleep_invalid)                 \
     X(sleep_cancel_before_fire)      \

@@ -153,6 +153,29 @@ TEST_IMPL(deferred_wake_deadlines) {
     tr_runtime_release(rt);
 }
 
+TEST_IMPL(burst_reported_once) {
+    /* Timers that come due in one iteration of the loop thread get their
+     * port reported once, after all of them, so a single drain gets every
+     * record.  (Overdue when kicked: all start at 0 and fire together.) */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_port_defer_wake(port, 1), TR_OK);
+    enum { N = 1000 };
+    for (uint64_t t = 1; t <= N; t++) ASSERT_EQ(tr_sleep(rt, port, t, 0.02), TR_OK);
+    tt_sleep(0.1);
+    tr_runtime_kick(rt);
+    uint64_t ids[4];
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 5.0), 1);
+    ASSERT_EQ(ids[0], 1);
+    tr_completion_t *c = calloc(N + 1, sizeof *c);
+    ASSERT_NOT_NULL(c);
+    ASSERT_EQ(tr_port_drain(port, c, N + 1), N);
+    for (size_t i = 0; i < N; i++) ASSERT_EQ(c[i].status, TR_OK);
+    free(c);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
 TEST_IMPL(late_bucket_bounds) {
     uint64_t lo, hi, prev_hi = 0;
     for (int b = 0; b < 96; b++) {
