@@ -154,6 +154,11 @@ void tr__optable_free(tr__optable_t *t);
 /* ---- runtime --------------------------------------------------------------- */
 enum { TR__RUNNING, TR__STOPPING, TR__STOPPED };
 
+/* Every this many deferred ops, the submitter wakes the loop thread anyway:
+ * a long burst in one asyncio turn (100,000 sleeps take ~0.1 s to submit)
+ * must not leave its first ops unstarted until the turn ends. */
+#define TR__DEFER_MAX 128
+
 /* Buckets of tr_stats_t.timer_late_hist (the public struct spells out 96). */
 #define TR_LATE_BUCKETS 96
 
@@ -170,7 +175,7 @@ struct tr_runtime {
     pthread_mutex_t mu;    /* guards inbox and state */
     tr__msg_t *inbox_head, *inbox_tail;
     int state;
-    bool wake_owed;        /* the inbox holds deferred ops and no wake was sent */
+    unsigned wake_owed;    /* deferred ops in the inbox that no wake was sent for */
 
     pthread_mutex_t shutdown_mu; /* one shutdown at a time */
     pthread_cond_t exit_cv;      /* loop_exited became true (mu) */

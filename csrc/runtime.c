@@ -82,7 +82,7 @@ bool tr__post(tr_runtime_t *rt, tr__msg_t *msg) {
     /* Sent under the lock: the loop is destroyed only after the state has
      * become STOPPED under this same lock, so it is alive here. */
     if (was_empty || rt->wake_owed) {
-        rt->wake_owed = false;
+        rt->wake_owed = 0;
         ev_async_send(rt->loop, &rt->wake);
     }
     pthread_mutex_unlock(&rt->mu);
@@ -92,7 +92,7 @@ bool tr__post(tr_runtime_t *rt, tr__msg_t *msg) {
 void tr_runtime_kick(tr_runtime_t *rt) {
     pthread_mutex_lock(&rt->mu);
     if (rt->wake_owed && rt->state != TR__STOPPED) ev_async_send(rt->loop, &rt->wake);
-    rt->wake_owed = false;
+    rt->wake_owed = 0;
     pthread_mutex_unlock(&rt->mu);
 }
 
@@ -100,7 +100,7 @@ static tr__msg_t *take_inbox(tr_runtime_t *rt, bool *stopping) {
     pthread_mutex_lock(&rt->mu);
     tr__msg_t *batch = rt->inbox_head;
     rt->inbox_head = rt->inbox_tail = NULL;
-    rt->wake_owed = false; /* whatever was owed is taken now */
+    rt->wake_owed = 0; /* whatever was owed is taken now */
     if (stopping) *stopping = rt->state != TR__RUNNING;
     pthread_mutex_unlock(&rt->mu);
     return batch;
@@ -202,12 +202,18 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     append_locked(rt, &op->msg, &was_empty);
     atomic_fetch_add(&rt->submitted, 1);
     atomic_fetch_add(&rt->pending, 1);
+    bool wake;
     if (atomic_load_explicit(&port->defer_wake, memory_order_relaxed)) {
         /* The submitter calls tr_runtime_kick() soon: a burst of ops costs
-         * one wake-up, not one per op the loop thread happened to catch. */
-        if (was_empty) rt->wake_owed = true;
-    } else if (was_empty || rt->wake_owed) {
-        rt->wake_owed = false;
+         * one wake-up per TR__DEFER_MAX, not one per op the loop thread
+         * happened to catch.  (Inbox not empty and nothing owed: a wake is
+         * on its way already and takes this op along.) */
+        wake = (was_empty || rt->wake_owed) && ++rt->wake_owed >= TR__DEFER_MAX;
+    } else {
+        wake = was_empty || rt->wake_owed;
+    }
+    if (wake) {
+        rt->wake_owed = 0;
         ev_async_send(rt->loop, &rt->wake);
     }
     pthread_mutex_unlock(&rt->mu);

@@ -7,6 +7,8 @@
  */
 #include "task.h"
 
+#include "internal.h" /* TR__DEFER_MAX */
+
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -103,6 +105,15 @@ TEST_IMPL(deferred_wake) {
     tt_wait_one(rt, quiet, &c, 5.0);
     ASSERT_EQ(c.status, TR_CANCELLED);
 
+    /* A long burst does not wait for its kick: every TR__DEFER_MAX-th
+     * deferred op wakes the loop thread, which takes the ops so far (and
+     * any that join the inbox before it gets there). */
+    for (uint64_t t = 1000; t < 1000 + TR__DEFER_MAX + 10; t++)
+        ASSERT_EQ(tr_sleep(rt, quiet, t, 0.0), TR_OK);
+    ASSERT_EQ(tt_wait_finals(rt, quiet, TR__DEFER_MAX, 5.0, NULL, NULL), TR__DEFER_MAX);
+    tr_runtime_kick(rt);
+    ASSERT_EQ(tt_wait_finals(rt, quiet, 10, 5.0, NULL, NULL), 10);
+
     /* Turned off again: every op wakes the loop thread itself. */
     ASSERT_EQ(tr_port_defer_wake(quiet, 0), TR_OK);
     ASSERT_EQ(tr_sleep(rt, quiet, 6, 0.0), TR_OK);
@@ -160,7 +171,7 @@ TEST_IMPL(burst_reported_once) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
     ASSERT_EQ(tr_port_defer_wake(port, 1), TR_OK);
-    enum { N = 1000 };
+    enum { N = TR__DEFER_MAX - 1 }; /* all in one batch: no early wake */
     for (uint64_t t = 1; t <= N; t++) ASSERT_EQ(tr_sleep(rt, port, t, 0.02), TR_OK);
     tt_sleep(0.1);
     tr_runtime_kick(rt);
