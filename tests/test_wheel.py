@@ -48,7 +48,7 @@ async def main():
 
 asyncio.run(main())
 dist = distribution("tokio_runtime")
-assert dist.metadata["License-Expression"] == "MIT"
+assert dist.metadata["License-Expression"] == "MIT AND (BSD-2-Clause OR GPL-2.0-or-later)"
 eps = [(ep.group, ep.name, ep.value) for ep in dist.entry_points]
 assert ("pytest11", "tokio_runtime", "tokio_runtime.pytest_plugin") in eps, eps
 print("smoke ok", tr.__file__)
@@ -133,7 +133,7 @@ def test_the_wheel_carries_libev_and_complete_metadata(dists):
     assert any(n.startswith("tokio_runtime.libs/libev") for n in names) or not any(
         "libev" in n for n in raw_names
     )
-    assert meta["License-Expression"] == "MIT"
+    assert meta["License-Expression"] == "MIT AND (BSD-2-Clause OR GPL-2.0-or-later)"
     assert set(meta.get_all("License-File")) == {"LICENSE", "LICENSES/libev.txt"}
     assert meta["Requires-Python"] == ">=3.9"
     assert meta.get_all("Requires-Dist")[0] == "cffi>=1.17"
