@@ -150,7 +150,11 @@ async def _channel_demo(rt: Runtime, n: int) -> list[str]:
         await producer
         return received
     finally:
-        producer.cancel()
+        # Not when the loop is closed: this runs then only because the
+        # abandoned coroutine is being destroyed, and cancelling would
+        # schedule a callback on the closed loop ("Event loop is closed").
+        if not producer.get_loop().is_closed():
+            producer.cancel()
 
 
 def channel_demo(message_count: int) -> asyncio.Future[list[str]]:
