@@ -31,6 +31,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._lifetime import owned
 from ._native import ffi, lib
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class Port:
         rc = lib.tr_port_new(runtime._ptr, port_id, out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = ffi.gc(out[0], lib.tr_port_release)
+        self._ptr = owned(out[0], lib.tr_port_release)
         self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
         self.runtime = runtime
         self.loop = loop

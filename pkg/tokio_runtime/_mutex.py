@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import _waiting
 from ._bridge import status_error
+from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import timeout_seconds
 
@@ -46,7 +47,7 @@ class Mutex:
         rc = lib.tr_mutex_new(out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = ffi.gc(out[0], lib.tr_mutex_release)
+        self._ptr = owned(out[0], lib.tr_mutex_release)
         self._runtime = runtime
 
     def __repr__(self) -> str:
