@@ -175,14 +175,14 @@ class Noise:
     def _unraisable(self, u):
         self.errors.append(("unraisable", repr(u.exc_value), u.err_msg, repr(u.object)))
 
-    def _handler(self, _loop, ctx):
+    def handler(self, _loop, ctx):
         self.errors.append(("loop", ctx.get("message"), repr(ctx.get("exception"))))
 
     def __enter__(self):
         self._old_hook = sys.unraisablehook
         sys.unraisablehook = self._unraisable
         for loop in self.loops:
-            loop.set_exception_handler(self._handler)
+            loop.set_exception_handler(self.handler)
         noise = self
 
         class Collect(logging.Handler):
