@@ -149,11 +149,20 @@ async def _channel_demo(rt: Runtime, n: int) -> list[str]:
         received = [message async for message in channel]
         await producer
         return received
+    except RuntimeError:
+        if not rt.closed:
+            raise
+        # The runtime shut down between two steps (a new sleep or wait was
+        # refused): end cancelled, as an operation pending at shutdown does.
+        raise asyncio.CancelledError from None
     finally:
+        if producer.done():
+            if not producer.cancelled():
+                producer.exception()  # seen here: never "exception was never retrieved"
         # Not when the loop is closed: this runs then only because the
         # abandoned coroutine is being destroyed, and cancelling would
         # schedule a callback on the closed loop ("Event loop is closed").
-        if not producer.get_loop().is_closed():
+        elif not producer.get_loop().is_closed():
             producer.cancel()
 
 
