@@ -30,7 +30,8 @@ from ._bridge import NativeFuture
 from ._channel import Channel
 from ._native import lib
 from ._runtime import Runtime, get_runtime
-from ._validate import str_list, u64
+from ._task import MAX_COUNT
+from ._validate import MAX_SECONDS, str_list, u64
 
 #: Capacity of channel_demo's channel, as in the original.
 CHANNEL_CAPACITY = 32
@@ -55,7 +56,11 @@ def spawn_background_task(count: int, delay_ms: int) -> asyncio.Future[str]:
     def tick(i: int) -> None:
         print(f"Background task iteration: {i}/{count}")
 
-    get_runtime().spawn_background(count, delay_ms / 1000.0, on_tick=tick)
+    # Any u64 is accepted, as by the original; the native ticker takes at most
+    # 2**63-1 ticks and 1e9 s between them, and beyond that (centuries) no
+    # caller can tell the difference.
+    ticks, interval = min(count, MAX_COUNT), min(delay_ms / 1000.0, MAX_SECONDS)
+    get_runtime().spawn_background(ticks, interval, on_tick=tick)
     fut: asyncio.Future[str] = loop.create_future()
     fut.set_result(f"Spawned background task with {count} iterations")
     return fut
