@@ -335,6 +335,7 @@ def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
                 port = ports.get(ids[i])
                 if port is not None:
                     port.schedule_drain()
+            port = None  # while waiting, keep no port (nor its closed loop) alive
             now = time.monotonic()
             if now - last_sweep >= SWEEP_INTERVAL:
                 last_sweep = now
