@@ -7,11 +7,18 @@ system is exactly what the runtime produced, and the counters start at zero.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
+import uvloop
+from helpers import stats, wait_until
+
+import tokio_runtime as tr
 
 CLOSED_LOOP_SCRIPT = textwrap.dedent(
     """
@@ -150,3 +157,27 @@ def test_a_thousand_operations_left_on_a_closed_loop(flavour, how, workload):
     assert fields["pending"] == "0" and fields["waiters"] == "0", proc.stdout
     assert fields["live_ops"] == "0" and fields["end_pending"] == "0", proc.stdout
     assert "records=[] unraisable=[] loop_messages=[]" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_a_closed_loop_and_its_port_are_freed(flavour):
+    """Nothing keeps a closed loop alive: not its port, not the dispatcher
+    (which used to hold the last port it had reported, and so that port's
+    loop, until some other port reported)."""
+    factory = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}[flavour]
+    loop = factory()
+    ports_before = stats()["ports"]
+    async def use():
+        return await tr.timeout(1, tr.sleep(0, "done"))  # the port reported itself
+
+    assert loop.run_until_complete(use()) == "done"
+    assert stats()["ports"] == ports_before + 1
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+
+    def freed():
+        gc.collect()
+        return gone() is None and stats()["ports"] <= ports_before
+
+    wait_until(freed, timeout=5, what="the closed loop and its port to be freed")
