@@ -9,12 +9,14 @@
 #   make sanitize   C core tests under TSan and ASan+UBSan
 #   make valgrind   C core tests under valgrind memcheck
 #   make lint       ruff, mypy --strict
+#   make soak       a random mixed workload with invariant checks (SECONDS=60)
 #   make clean
 
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 CC     ?= cc
+SECONDS ?= 60
 
 CORE_SRC  := $(wildcard csrc/*.c)
 CORE_HDR  := $(wildcard csrc/*.h csrc/include/*.h)
@@ -29,7 +31,7 @@ APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get inst
 PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
              build_ffi.py CMakeLists.txt pyproject.toml README.md
 
-.PHONY: demo test ctest sanitize valgrind pytest lint deps clean
+.PHONY: demo test ctest sanitize valgrind pytest lint soak deps clean
 
 demo: $(VENV)/.installed
 	$(VPY) -m tokio_runtime
@@ -102,6 +104,10 @@ lint: $(VENV)/.installed
 
 pytest: $(VENV)/.installed
 	$(VPY) -m pytest
+
+# Not part of `make test`: .ci/run runs it after the suite.
+soak: $(VENV)/.installed
+	$(VPY) tests/soak.py --seconds $(SECONDS)
 
 clean:
 	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed .pytest_cache .ruff_cache

@@ -167,6 +167,7 @@ def test_a_closed_loop_and_its_port_are_freed(flavour):
     factory = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}[flavour]
     loop = factory()
     ports_before = stats()["ports"]
+
     async def use():
         return await tr.timeout(1, tr.sleep(0, "done"))  # the port reported itself
 
