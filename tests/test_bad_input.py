@@ -187,23 +187,28 @@ def test_durations(loop, v, aw):
         check("Runtime.sleep", want, err)
         if fut is not None:
             await settle(fut)
-        handle, err = attempt(lambda: tr.spawn_background(1, v))
-        check("spawn_background interval", want, err)
-        if handle is not None:
-            handle.cancel()
-            try:
-                assert await handle == 1  # it may have fired first
-            except asyncio.CancelledError:
-                pass
+        for what, spawn in [
+            ("spawn_background", tr.spawn_background),
+            ("Runtime", rt.spawn_background),
+        ]:
+            handle, err = attempt(lambda spawn=spawn: spawn(1, v))
+            check(f"{what} interval", want, err)
+            if handle is not None:
+                handle.cancel()
+                try:
+                    assert await handle == 1  # it may have fired first
+                except asyncio.CancelledError:
+                    pass
         if aw == "awaitable":
             inner = loop.create_future()
             inner.set_result("inner")  # done: awaiting it never yields
         else:
             inner = v
-        coro, err = attempt(lambda: tr.timeout(v, inner))
-        check("timeout", first(want, None if aw == "awaitable" else TypeError), err)
-        if coro is not None:
-            assert await coro == "inner"
+        for what, timeout in [("timeout", tr.timeout), ("Runtime.timeout", rt.timeout)]:
+            coro, err = attempt(lambda timeout=timeout: timeout(v, inner))
+            check(what, first(want, None if aw == "awaitable" else TypeError), err)
+            if coro is not None:
+                assert await coro == "inner"
 
     loop.run_until_complete(go())
 
