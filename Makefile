@@ -15,12 +15,14 @@
 #   make bench      the benchmark suite (issue 5; not part of make test):
 #                   prints a table, writes benchmarks/results/latest.{json,txt,png}
 #                   BENCH_ARGS="--quick" or "--cases B1,B3 --repeat 3" to narrow it
+#   make soak       a random mixed workload with invariant checks (SECONDS=60)
 #   make clean
 
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 CC     ?= cc
+SECONDS ?= 60
 
 CORE_SRC  := $(wildcard csrc/*.c)
 CORE_HDR  := $(wildcard csrc/*.h csrc/include/*.h)
@@ -35,7 +37,7 @@ APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get inst
 PKG_SRC   := $(shell find pkg -type f -not -path '*/__pycache__/*') $(CORE_SRC) $(CORE_HDR) \
              build_ffi.py CMakeLists.txt pyproject.toml README.md LICENSE $(wildcard LICENSES/*)
 
-.PHONY: demo test ctest sanitize valgrind pytest lint deps sdist wheel bench clean
+.PHONY: demo test ctest sanitize valgrind pytest lint soak deps sdist wheel bench clean
 
 demo: $(VENV)/.installed
 	$(VPY) -m tokio_runtime
@@ -139,6 +141,10 @@ wheel: $(VENV)/.installed
 BENCH_ARGS ?=
 bench: $(VENV)/.installed $(VENV)/.bench-installed
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+# Not part of `make test`: .ci/run runs it after the suite.
+soak: $(VENV)/.installed
+	$(VPY) tests/soak.py --seconds $(SECONDS)
 
 clean:
 	rm -rf build dist $(BUILD_C) .deps-ok $(VENV)/.installed $(VENV)/.bench-installed \

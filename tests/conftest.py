@@ -10,14 +10,28 @@ leaked it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
 import uvloop
+from hypothesis import HealthCheck, settings
 
 from tokio_runtime._runtime import get_runtime
 
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+# Property tests: moderate example counts, no per-example deadline (the
+# machine is shared), and the autouse leak check below runs once per test,
+# not per example, which is what we want.  HYPOTHESIS_PROFILE=thorough for
+# a longer search.
+_HYPOTHESIS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+settings.register_profile("tokio", max_examples=150, **_HYPOTHESIS)
+settings.register_profile("thorough", max_examples=2000, **_HYPOTHESIS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tokio"))
 
 
 def pytest_asyncio_loop_factories(config, item):

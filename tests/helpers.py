@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
+import sys
 import threading
 import time
 
@@ -180,3 +183,55 @@ def native_threads(prefix: str) -> list[str]:
         if name.startswith(prefix):
             names.append(name)
     return sorted(names)
+
+
+class Noise:
+    """Everything a run reports out of band, collected instead of printed.
+
+    Within ``with Noise(loop) as noise:``, unraisable exceptions
+    (``sys.unraisablehook``), the loop's exception handler calls ("Task was
+    destroyed but it is pending!", "exception was never retrieved", a
+    delivery error, an ``InvalidStateError`` in a callback) and log records
+    of level WARNING and above land in ``noise.errors``.  Leaving the block
+    collects garbage first, so a destroyed pending task or an unretrieved
+    exception is reported while the hooks are still in place.
+    """
+
+    def __init__(self, *loops):
+        self.loops = loops
+        self.errors = []
+
+    def _unraisable(self, u):
+        self.errors.append(("unraisable", repr(u.exc_value), u.err_msg, repr(u.object)))
+
+    def handler(self, _loop, ctx):
+        self.errors.append(("loop", ctx.get("message"), repr(ctx.get("exception"))))
+
+    def __enter__(self):
+        self._old_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        for loop in self.loops:
+            loop.set_exception_handler(self.handler)
+        noise = self
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                noise.errors.append(("log", record.name, record.getMessage()))
+
+        self._log = Collect(logging.WARNING)
+        logging.getLogger().addHandler(self._log)
+        return self
+
+    def __exit__(self, *exc):
+        gc.collect()
+        logging.getLogger().removeHandler(self._log)
+        for loop in self.loops:
+            loop.set_exception_handler(None)
+        sys.unraisablehook = self._old_hook
+        return False
+
+
+def rss_bytes():
+    """This process's resident set size, from /proc/self/statm."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

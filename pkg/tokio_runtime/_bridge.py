@@ -32,6 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._lifetime import owned
 from ._native import ffi, lib
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class Port:
         rc = lib.tr_port_new(runtime._ptr, port_id, out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = ffi.gc(out[0], lib.tr_port_release)
+        self._ptr = owned(out[0], lib.tr_port_release)
         # Submissions do not wake the runtime's loop thread one by one: see
         # submitted().
         lib.tr_port_defer_wake(self._ptr, 1)
@@ -388,6 +389,7 @@ def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
                 port = ports.get(ids[i])
                 if port is not None:
                     port.schedule_drain()
+            port = None  # while waiting, keep no port (nor its closed loop) alive
             now = time.monotonic()
             if now - last_sweep >= SWEEP_INTERVAL:
                 last_sweep = now

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from . import _waiting
 from ._bridge import status_error
+from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import int_in_range, timeout_seconds
 
@@ -90,7 +91,7 @@ class Channel(Generic[T]):
         rc = lib.tr_channel_new(cap, out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = ffi.gc(out[0], lib.tr_channel_release)
+        self._ptr = owned(out[0], lib.tr_channel_release)
         self._cap = cap
         self._items: dict[int, T] = {}
         self._next_key = itertools.count(1).__next__  # atomic under the GIL

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _runtime, _waiting
 from ._bridge import dispatch_here, status_error
+from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import timeout_seconds
 
@@ -51,7 +52,7 @@ class Mutex:
         rc = lib.tr_mutex_new(out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = ffi.gc(out[0], lib.tr_mutex_release)
+        self._ptr = owned(out[0], lib.tr_mutex_release)
         self._runtime = runtime
 
     def __repr__(self) -> str:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar
 
 from . import _bridge, _task, _time
+from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import check_thread_name, check_worker_threads, timeout_seconds
 
@@ -83,7 +84,7 @@ class Runtime:
             raise _bridge.status_error(rc)
         # Released (which shuts it down first) when this object is collected;
         # the C memory lives on while ports hold references.
-        self._ptr = ffi.gc(out[0], lib.tr_runtime_release)
+        self._ptr = owned(out[0], lib.tr_runtime_release)
         self._pid = os.getpid()
         self._state = _RUNNING
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import callback_or_none, int_in_range
 from ._validate import seconds as check_seconds
@@ -69,7 +70,7 @@ class TaskHandle:
         self._runtime = runtime
         self._loop = loop
         self._token = token
-        self._ptr = ffi.gc(ptr, lib.tr_task_release)
+        self._ptr = owned(ptr, lib.tr_task_release)
         self._count = count
         self._on_tick = on_tick
         self._fut: asyncio.Future[int] = loop.create_future()

@@ -85,9 +85,14 @@ def seconds(name: str, value: Any) -> float:
     if isinstance(value, float):
         s = value
     elif isinstance(value, int) and not isinstance(value, bool):
-        s = float(value) if value <= MAX_SECONDS else math.inf
+        # Compared as an int first: a huge one (either sign) is out of range,
+        # not an OverflowError from float().
+        s = float(value) if -MAX_SECONDS <= value <= MAX_SECONDS else math.inf
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        s = float(value)
+        try:
+            s = float(value)
+        except OverflowError:  # a Fraction beyond any float: out of range
+            s = math.inf
     else:
         raise TypeError(f"{name} must be a number of seconds, not '{type(value).__name__}'")
     if not 0.0 <= s <= MAX_SECONDS:  # also False for NaN

@@ -29,7 +29,8 @@ from ._bridge import NativeFuture
 from ._channel import Channel
 from ._native import lib
 from ._runtime import Runtime, get_runtime
-from ._validate import U64_MAX, str_list, u64
+from ._task import MAX_COUNT
+from ._validate import MAX_SECONDS, U64_MAX, str_list, u64
 
 #: Capacity of channel_demo's channel, as in the original.
 CHANNEL_CAPACITY = 32
@@ -54,7 +55,11 @@ def spawn_background_task(count: int, delay_ms: int) -> asyncio.Future[str]:
     def tick(i: int) -> None:
         print(f"Background task iteration: {i}/{count}")
 
-    get_runtime().spawn_background(count, delay_ms / 1000.0, on_tick=tick)
+    # Any u64 is accepted, as by the original; the native ticker takes at most
+    # 2**63-1 ticks and 1e9 s between them, and beyond that (centuries) no
+    # caller can tell the difference.
+    ticks, interval = min(count, MAX_COUNT), min(delay_ms / 1000.0, MAX_SECONDS)
+    get_runtime().spawn_background(ticks, interval, on_tick=tick)
     fut: asyncio.Future[str] = loop.create_future()
     fut.set_result(f"Spawned background task with {count} iterations")
     return fut
@@ -169,8 +174,21 @@ async def _channel_demo(rt: Runtime, n: int) -> list[str]:
         received = [message async for message in channel]
         await producer
         return received
+    except RuntimeError:
+        if not rt.closed:
+            raise
+        # The runtime shut down between two steps (a new sleep or wait was
+        # refused): end cancelled, as an operation pending at shutdown does.
+        raise asyncio.CancelledError from None
     finally:
-        producer.cancel()
+        if producer.done():
+            if not producer.cancelled():
+                producer.exception()  # seen here: never "exception was never retrieved"
+        # Not when the loop is closed: this runs then only because the
+        # abandoned coroutine is being destroyed, and cancelling would
+        # schedule a callback on the closed loop ("Event loop is closed").
+        elif not producer.get_loop().is_closed():
+            producer.cancel()
 
 
 def channel_demo(message_count: int) -> asyncio.Future[list[str]]:
