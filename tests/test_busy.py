@@ -1,10 +1,16 @@
 """Native timers keep time while the asyncio thread is busy in pure Python.
 
 The loop thread spins for 0.5 s without yielding.  Read from inside the spin,
-a 50 x 10 ms ticker's progress climbs to about 50 and native sleeps complete
-in C (the runtime's ``completed`` counter), while nothing is delivered to
-Python (no ``on_tick`` call, no future done) until the loop runs again.  So
-the C side never waits for the GIL, nor for the loop.
+a 50 x 10 ms ticker's progress climbs to about 50 and a counter demo's native
+tasks complete in C (the runtime's ``completed`` counter), while nothing is
+delivered to Python (no ``on_tick`` call, no future done) until the loop runs
+again.  So the C side never waits for the GIL, nor for the loop.
+
+Sleeps are different by design: the ops one asyncio turn submits reach the
+runtime's loop thread together, at the end of the turn (one wake-up instead
+of one per op), so sleeps submitted just before the spin start after it.
+Their deadlines count from the call, though: overdue by then, they end at
+once, in order.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ async def test_native_timers_keep_time_during_a_python_spin(switch_interval):
     handle = tr.spawn_background(50, 0.01, on_tick=ticks.append)
     sleeps = [tr.sleep(0.05 * (i + 1), i) for i in range(5)]  # due during the spin
     completed_before = stats()["completed"]
+    counter = tr.shared_counter_demo(1_000)  # started at once: 1,000 tasks of 10 ms
     old = sys.getswitchinterval()
     if switch_interval is not None:
         # Other Python threads (the dispatcher) get the GIL only when this one
@@ -60,13 +67,17 @@ async def test_native_timers_keep_time_during_a_python_spin(switch_interval):
     # ... from early on, not in one jump at the end
     assert any(p >= 20 for t, (p, _) in seen if t < SPIN * 0.6), seen
     assert len(set(progress)) >= 20
-    # ... and the sleeps completed in C.
-    assert max(c for _, (_, c) in seen) - completed_before >= 5
+    # ... and the counter demo completed in C.
+    assert max(c for _, (_, c) in seen) > completed_before
     # Nothing reached Python while the loop was busy.
     assert ticks == []
-    assert not any(f.done() for f in sleeps)
-    # Once the loop runs, everything is delivered, in order.
+    assert not any(f.done() for f in sleeps) and not counter.done()
+    # Once the loop runs, everything is delivered, in order; the sleeps were
+    # overdue (their deadlines count from the call), so they end at once.
+    t0 = time.monotonic()
     assert await asyncio.gather(*sleeps) == list(range(5))
+    assert time.monotonic() - t0 < 0.2
+    assert await counter == 1_000
     assert await handle == 50
     assert ticks == list(range(1, 51))
 
