@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _waiting
 from ._bridge import status_error
@@ -235,14 +235,18 @@ class Channel(Generic[T]):
                 return self._received(rc, out[0])
             await self._wait(lib.TR_RECV)
 
-    async def recv_many(self, max_items: int) -> list[T]:
+    def recv_many(self, max_items: int) -> Coroutine[Any, Any, list[T]]:
         """Take up to ``max_items`` items (at least one), oldest first.
 
         Waits while the channel is empty; returns whatever is queued then,
         without waiting for more.  Raises ``ChannelClosed`` once the channel
         is closed and drained.  If cancelled, no item was taken.
+        ``max_items`` is checked when called, before anything is awaited
+        (``TypeError``/``ValueError``).
         """
-        want = int_in_range("max_items", max_items, 1, 2**62)
+        return self._recv_many(int_in_range("max_items", max_items, 1, 2**62))
+
+    async def _recv_many(self, want: int) -> list[T]:
         ptr = self._ptr
         chunk = min(want, self._cap, RECV_MANY_CHUNK)
         buf = ffi.new("uint64_t[]", chunk)
