@@ -381,8 +381,11 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
     rt->state = TR__RUNNING;
 
     /* EVFLAG_NOSIGMASK: libev must leave the process signal mask alone;
-     * EVBACKEND default: epoll on Linux. */
+     * EVBACKEND default: epoll on Linux.  libev honours a LIBEV_FLAGS
+     * environment variable; one naming a backend this kernel lacks would make
+     * every runtime fail, so then the default is used instead. */
     rt->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!rt->loop) rt->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK | EVFLAG_NOENV);
     if (!rt->loop) {
         free(rt);
         return TR_ENOMEM;

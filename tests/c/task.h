@@ -23,6 +23,7 @@
 #define TT_TEST_LIST(X)              \
     X(runtime_bad_config)            \
     X(runtime_new_release)           \
+    X(runtime_bad_libev_flags)       \
     X(runtime_thread_names)          \
     X(runtime_name_current_thread)   \
     X(runtime_shutdown_idempotent)   \

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 TEST_IMPL(runtime_bad_config) {
     char name64[65];
@@ -51,6 +52,21 @@ TEST_IMPL(runtime_new_release) {
     ASSERT_EQ(tt_stats(rt).ports, 0);
     tr_runtime_release(rt);
     tr_runtime_release(NULL); /* allowed, does nothing */
+}
+
+TEST_IMPL(runtime_bad_libev_flags) {
+    /* LIBEV_FLAGS=8 asks libev for kqueue only, which Linux has not: the
+     * runtime falls back to the default backend instead of failing. */
+    ASSERT_EQ(setenv("LIBEV_FLAGS", "8", 1), 0);
+    tr_runtime_t *rt = tt_runtime(1);
+    ASSERT_EQ(unsetenv("LIBEV_FLAGS"), 0);
+    tr_port_t *port = tt_port(rt, 1);
+    ASSERT_EQ(tr_sleep(rt, port, 1, 0.0), TR_OK);
+    tr_completion_t c;
+    tt_wait_one(rt, port, &c, 5.0);
+    ASSERT_EQ(c.status, TR_OK);
+    tr_port_release(port);
+    tr_runtime_release(rt);
 }
 
 /* Thread names show up (and go away) in /proc/self/task/N/comm; a joined
