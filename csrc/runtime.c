@@ -63,28 +63,32 @@ int tr__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *n
 
 /* ---- inbox ---------------------------------------------------------------- */
 
-static void append_locked(tr_runtime_t *rt, tr__msg_t *msg, bool *was_empty) {
+/* Append msg to the inbox and wake the loop thread (mu held; the loop is
+ * alive: it is destroyed only after the state has become STOPPED under this
+ * same lock).  With `defer` (an op of a port that defers wake-ups) the wake
+ * waits for tr_runtime_kick(), or for every TR__DEFER_MAX-th deferred op: a
+ * burst of ops costs one wake-up, not one per op the loop thread happened to
+ * catch.  Inbox not empty and nothing owed: a wake is on its way already and
+ * takes msg along. */
+static void enqueue_locked(tr_runtime_t *rt, tr__msg_t *msg, bool defer) {
     msg->next = NULL;
-    *was_empty = rt->inbox_head == NULL;
+    bool unannounced = rt->inbox_head == NULL || rt->wake_owed;
     if (rt->inbox_tail) rt->inbox_tail->next = msg;
     else rt->inbox_head = msg;
     rt->inbox_tail = msg;
+    if (defer ? unannounced && ++rt->wake_owed >= TR__DEFER_MAX : unannounced) {
+        rt->wake_owed = 0;
+        ev_async_send(rt->loop, &rt->wake);
+    }
 }
 
 bool tr__post(tr_runtime_t *rt, tr__msg_t *msg) {
-    bool was_empty;
     pthread_mutex_lock(&rt->mu);
     if (rt->state == TR__STOPPED) {
         pthread_mutex_unlock(&rt->mu);
         return false;
     }
-    append_locked(rt, msg, &was_empty);
-    /* Sent under the lock: the loop is destroyed only after the state has
-     * become STOPPED under this same lock, so it is alive here. */
-    if (was_empty || rt->wake_owed) {
-        rt->wake_owed = 0;
-        ev_async_send(rt->loop, &rt->wake);
-    }
+    enqueue_locked(rt, msg, false);
     pthread_mutex_unlock(&rt->mu);
     return true;
 }
@@ -191,7 +195,6 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
     op->submitted = tr__mono_now();
     tr__port_ref(port);
 
-    bool was_empty;
     pthread_mutex_lock(&rt->mu);
     if (rt->state != TR__RUNNING) {
         pthread_mutex_unlock(&rt->mu);
@@ -199,23 +202,9 @@ int tr__op_submit(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr__op_t *o
         tr__op_discard(op);
         return TR_ESHUTDOWN;
     }
-    append_locked(rt, &op->msg, &was_empty);
     atomic_fetch_add(&rt->submitted, 1);
     atomic_fetch_add(&rt->pending, 1);
-    bool wake;
-    if (atomic_load_explicit(&port->defer_wake, memory_order_relaxed)) {
-        /* The submitter calls tr_runtime_kick() soon: a burst of ops costs
-         * one wake-up per TR__DEFER_MAX, not one per op the loop thread
-         * happened to catch.  (Inbox not empty and nothing owed: a wake is
-         * on its way already and takes this op along.) */
-        wake = (was_empty || rt->wake_owed) && ++rt->wake_owed >= TR__DEFER_MAX;
-    } else {
-        wake = was_empty || rt->wake_owed;
-    }
-    if (wake) {
-        rt->wake_owed = 0;
-        ev_async_send(rt->loop, &rt->wake);
-    }
+    enqueue_locked(rt, &op->msg, atomic_load_explicit(&port->defer_wake, memory_order_relaxed));
     pthread_mutex_unlock(&rt->mu);
     return TR_OK;
 }
