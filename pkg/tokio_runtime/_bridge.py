@@ -354,15 +354,20 @@ def dispatch_here(runtime: Runtime) -> None:
     are still found by the dispatcher at its next wake.
     """
     ids = ffi.new("uint64_t[]", 8)
-    ports = runtime._ports_by_id
     while True:
         n = lib.tr_runtime_take_ready(runtime._ptr, ids, 8)
-        for i in range(n):
-            port = ports.get(ids[i])
-            if port is not None:
-                port.schedule_drain()
+        _schedule_drains(runtime, ids, n)
         if n < 8:
             return
+
+
+def _schedule_drains(runtime: Runtime, ids: Any, n: int) -> None:
+    """Ask the loops of the first ``n`` port ids in ``ids`` to drain."""
+    ports = runtime._ports_by_id
+    for i in range(n):
+        port = ports.get(ids[i])
+        if port is not None:
+            port.schedule_drain()
 
 
 def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
@@ -384,12 +389,9 @@ def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
         if n < 0:
             return
         try:
-            ports = runtime._ports_by_id
-            for i in range(n):
-                port = ports.get(ids[i])
-                if port is not None:
-                    port.schedule_drain()
-            port = None  # while waiting, keep no port (nor its closed loop) alive
+            # In a frame of its own: while this thread waits, it keeps no port
+            # (nor its closed loop) alive in a local.
+            _schedule_drains(runtime, ids, n)
             now = time.monotonic()
             if now - last_sweep >= SWEEP_INTERVAL:
                 last_sweep = now
