@@ -17,7 +17,7 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, settings
 
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

@@ -13,7 +13,7 @@ import time
 from conftest import wait_for_pending
 
 import tokio_runtime
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 #: Generous bound for anything that should take milliseconds.
 JOIN = 30.0

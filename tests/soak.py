@@ -42,7 +42,7 @@ import traceback
 import uvloop
 
 import tokio_runtime as tr
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 MIB = 1024 * 1024
 RSS_BOUND = 64 * MIB  # growth allowed after the warm-up

@@ -36,7 +36,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tokio_runtime as tr
-from tokio_runtime import _runtime
+from tokio_runtime import _default
 
 U64_MAX = 2**64 - 1
 EXPECTED = (TypeError, ValueError, OverflowError, RuntimeError)
@@ -175,7 +175,7 @@ def runtime_still_works(request):
 
 @given(v=GARBAGE, aw=st.sampled_from(["awaitable", "garbage"]))
 def test_durations(loop, v, aw):
-    rt = _runtime.get_runtime()
+    rt = _default.get_runtime()
     want = want_seconds(v)
 
     async def go():
@@ -302,7 +302,7 @@ async def _attempt_async(make):
 def recorded_tickers(monkeypatch):
     """spawn_background_task returns no handle: record its tickers, to stop them."""
     handles = []
-    real = _runtime.get_runtime()
+    real = _default.get_runtime()
 
     class Recorder:
         def spawn_background(self, *args, **kwargs):
@@ -446,7 +446,7 @@ def test_task_handle_cannot_be_built_from_garbage(args):
 
 @given(extra=st.lists(GARBAGE, min_size=1, max_size=3))
 def test_wrong_arity_is_a_type_error(loop, extra):
-    ch, lock, rt = tr.Channel(1), tr.Mutex(), _runtime.get_runtime()
+    ch, lock, rt = tr.Channel(1), tr.Mutex(), _default.get_runtime()
 
     async def go():
         handle = tr.spawn_background(1, 0)
@@ -482,13 +482,13 @@ def test_wrong_arity_is_a_type_error(loop, extra):
 def test_configure_checks_before_the_runtime_starts(monkeypatch, workers, name):
     """configure() validates like Runtime() while the default runtime does not
     exist yet (simulated here), and raises RuntimeError once it does."""
-    config = dict(_runtime._config)
-    monkeypatch.setattr(_runtime, "_default", None)
+    config = dict(_default._config)
+    monkeypatch.setattr(_default, "_default", None)
     try:
         _, err = attempt(lambda: tr.configure(worker_threads=workers, thread_name=name))
     finally:
-        _runtime._config.clear()
-        _runtime._config.update(config)
+        _default._config.clear()
+        _default._config.update(config)
     want_w = None if workers is None else _want_workers(workers)
     want_n = None if name is None else _want_name(name)
     check("configure", first(want_w, want_n), err)

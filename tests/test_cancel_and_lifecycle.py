@@ -20,7 +20,7 @@ from tokio_runtime import (
     spawn_background_task,
     with_timeout,
 )
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 
 def stats():

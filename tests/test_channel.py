@@ -45,7 +45,7 @@ from tokio_runtime import (
     Runtime,
 )
 from tokio_runtime._channel import RECV_MANY_CHUNK
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 
 def drain(ch):

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from tokio_runtime import channel_demo, shared_counter_demo
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 # Python 3.12+ warns about fork() in any multi-threaded process; forking with
 # the runtime's threads alive is exactly what these tests are about.

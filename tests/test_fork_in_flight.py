@@ -21,7 +21,7 @@ from conftest import wait_for_pending
 from helpers import JOIN, Worker
 
 import tokio_runtime as tr
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 # Python 3.12+ warns about fork() in any multi-threaded process; forking with
 # the runtime's threads alive is exactly what these tests are about.

@@ -20,7 +20,8 @@ from conftest import LOOP_FACTORIES, wait_for_pending
 from helpers import rss_bytes, stats, wait_until
 
 import tokio_runtime as tr
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
+from tokio_runtime._runtime import ports_of
 
 BATCHES = 100
 PER_BATCH = 10_000
@@ -86,7 +87,7 @@ def test_a_million_operations_leave_nothing_behind():
     try:
         for loop in loops:  # warm-up: ports, free lists, caches
             loop.run_until_complete(batch(ch, lock, -1))
-        ports = [weakref.ref(rt._ports[loop]) for loop in loops]
+        ports = [weakref.ref(ports_of(rt).by_loop[loop]) for loop in loops]
         settle(loops)
         gc.collect()
         base = stats()
@@ -116,7 +117,7 @@ def test_a_million_operations_leave_nothing_behind():
         assert end["ports"] <= base["ports"]
         assert end["submitted"] - base["submitted"] >= 0.8 * BATCHES * PER_BATCH
         # The Python side holds nothing either.
-        assert all(p.pending == {} and p.woken == set() for p in rt._ports_by_id.values())
+        assert all(p.pending == {} and p.woken == set() for p in ports_of(rt).all())
         assert ch._items == {} and len(ch) == 0 and not lock.locked()
     finally:
         for loop in loops:

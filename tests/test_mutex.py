@@ -32,7 +32,7 @@ from helpers import (
 
 import tokio_runtime
 from tokio_runtime import Mutex, Runtime
-from tokio_runtime._runtime import get_runtime
+from tokio_runtime._default import get_runtime
 
 
 def assert_usable(m):
@@ -796,16 +796,16 @@ def test_off_main_thread_releases_wake_the_next_loop_themselves(factory, monkeyp
     the coroutine's loop from the releasing thread (not via the dispatcher),
     both for another thread's loop and for its own loop; each hand-off is
     delivered, in FIFO order."""
-    from tokio_runtime import _bridge
+    from tokio_runtime._dispatch import Ports
 
     direct = []
-    real = _bridge.dispatch_here
+    real = Ports.dispatch_here
 
-    def counting(rt):
+    def counting(ports):
         direct.append(threading.current_thread().name)
-        real(rt)
+        real(ports)
 
-    monkeypatch.setattr("tokio_runtime._mutex.dispatch_here", counting)
+    monkeypatch.setattr(Ports, "dispatch_here", counting)
     get_runtime()
     m = Mutex()
     order = []
@@ -834,7 +834,9 @@ def test_off_main_thread_releases_wake_the_next_loop_themselves(factory, monkeyp
 
 def test_main_thread_releases_leave_the_wake_to_the_dispatcher(monkeypatch):
     calls = []
-    monkeypatch.setattr("tokio_runtime._mutex.dispatch_here", calls.append)
+    from tokio_runtime._dispatch import Ports
+
+    monkeypatch.setattr(Ports, "dispatch_here", calls.append)
     m = Mutex()
     got = threading.Event()
 

@@ -200,9 +200,10 @@ async def test_shutdown_from_the_loop_thread_does_not_deadlock():
 
 def test_shutdown_timeout_with_a_stuck_worker_logs_and_finishes_later(caplog):
     from tokio_runtime._native import lib
+    from tokio_runtime._runtime import ports_of
 
     rt = Runtime(worker_threads=1, thread_name="rt-stuck")
-    assert lib.tr_debug_stall_worker(rt._ptr, 0.5) == lib.TR_OK
+    assert lib.tr_debug_stall_worker(ports_of(rt).rt_ptr, 0.5) == lib.TR_OK
     time.sleep(0.02)  # the worker is inside the stall
     t0 = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="tokio_runtime"):
@@ -275,7 +276,8 @@ async def test_stats_report_how_late_sleep_timers_fired():
 
 
 def test_lateness_quantiles_come_from_the_histogram():
-    from tokio_runtime._runtime import _LATE_UPPER_US, _late_quantile
+    from tokio_runtime._stats import LATE_UPPER_US as _LATE_UPPER_US
+    from tokio_runtime._stats import late_quantile as _late_quantile
 
     assert _LATE_UPPER_US[:5] == [1.0, 2.0, 3.0, 4.0, 5.0]  # 0..3 µs exact, then 4..5 µs
     assert all(a < b for a, b in zip(_LATE_UPPER_US, _LATE_UPPER_US[1:]))

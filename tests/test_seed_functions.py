@@ -206,10 +206,10 @@ INT_CALLS = [
     ],
 )
 async def test_bad_int_arguments_raise_at_call_time(name, call, bad, exc):
-    before = tokio_runtime._runtime.get_runtime().stats()["submitted"]
+    before = tokio_runtime.get_runtime().stats()["submitted"]
     with pytest.raises(exc):
         call(bad)
-    assert tokio_runtime._runtime.get_runtime().stats()["submitted"] == before
+    assert tokio_runtime.get_runtime().stats()["submitted"] == before
 
 
 @pytest.mark.parametrize("bad", ["url", b"url", None, 3, [1, "a"], ["a", None], {"a": 1}])

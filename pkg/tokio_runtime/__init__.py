@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelError, ChannelFull
+    from ._default import configure, get_runtime, sleep, spawn_background, timeout
     from ._mutex import Mutex
-    from ._runtime import Runtime, configure, get_runtime, sleep, spawn_background, timeout
+    from ._runtime import Runtime
     from ._task import TaskHandle
     from .demos import (
         channel_demo,
@@ -48,11 +49,11 @@ _SOURCES = {
     "ChannelFull": "_channel",
     "Mutex": "_mutex",
     "Runtime": "_runtime",
-    "configure": "_runtime",
-    "get_runtime": "_runtime",
-    "sleep": "_runtime",
-    "spawn_background": "_runtime",
-    "timeout": "_runtime",
+    "configure": "_default",
+    "get_runtime": "_default",
+    "sleep": "_default",
+    "spawn_background": "_default",
+    "timeout": "_default",
     "TaskHandle": "_task",
     "channel_demo": "demos",
     "concurrent_tasks": "demos",

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import _waiting
-from ._bridge import status_error
+from ._default import runtime_or_default
+from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
+from ._runtime import Runtime, check_runtime_arg, ports_of
 from ._validate import int_in_range, timeout_seconds
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
 
 T = TypeVar("T")
 
@@ -86,7 +85,7 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: int, *, runtime: Runtime | None = None) -> None:
         cap = int_in_range("capacity", capacity, 1, MAX_CAPACITY)
-        _waiting.check_runtime(runtime)
+        check_runtime_arg(runtime)
         out = ffi.new("tr_channel_t **")
         rc = lib.tr_channel_new(cap, out)
         if rc != lib.TR_OK:
@@ -329,7 +328,7 @@ class Channel(Generic[T]):
     async def _wait(self, direction: int) -> None:
         ptr = self._ptr
         await _waiting.wait(
-            self._runtime,
+            ports_of(runtime_or_default(self._runtime)),
             lambda port, token, out: lib.tr_channel_wait(ptr, direction, port, token, out),
             lambda: lib.tr_channel_notify(ptr, direction),
         )

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from . import _runtime, _waiting
-from ._bridge import dispatch_here, status_error
+from . import _default, _waiting
+from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
+from ._runtime import Runtime, check_runtime_arg, ports_of
 from ._validate import timeout_seconds
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-
 
 _MAIN_THREAD = threading.main_thread().ident
 _PENDING = lib.TR_PENDING
@@ -47,7 +43,7 @@ class Mutex:
     __slots__ = ("__weakref__", "_ptr", "_runtime")
 
     def __init__(self, *, runtime: Runtime | None = None) -> None:
-        _waiting.check_runtime(runtime)
+        check_runtime_arg(runtime)
         out = ffi.new("tr_mutex_t **")
         rc = lib.tr_mutex_new(out)
         if rc != lib.TR_OK:
@@ -72,7 +68,7 @@ class Mutex:
         if lib.tr_mutex_try_lock(ptr) == lib.TR_OK:
             return True
         await _waiting.wait(
-            self._runtime,
+            ports_of(_default.runtime_or_default(self._runtime)),
             lambda port, token, out: lib.tr_mutex_wait(ptr, port, token, out),
             lambda: lib.tr_mutex_unlock(ptr),
         )
@@ -107,13 +103,14 @@ class Mutex:
         # loop from here instead of through the dispatcher thread.  Not on
         # the main thread: Ctrl-C may raise between taking the ready ports
         # and waking their loops, and then a wake would be lost.
-        rt = self._runtime or _runtime._default
+        rt = self._runtime or _default.current()
         if rt is None or threading.get_ident() == _MAIN_THREAD:
             rc = lib.tr_mutex_unlock(self._ptr)
         else:
-            rc = lib.tr_mutex_unlock_quiet(self._ptr, rt._ptr)
+            ports = ports_of(rt)
+            rc = lib.tr_mutex_unlock_quiet(self._ptr, ports.rt_ptr)
             if rc == _PENDING:
-                dispatch_here(rt)
+                ports.dispatch_here()
                 return
         if rc != lib.TR_OK:
             raise RuntimeError("Mutex.release(): the mutex is not locked")

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from ._dispatch import Ports
 from ._lifetime import owned
 from ._native import ffi, lib
 from ._validate import callback_or_none, int_in_range
 from ._validate import seconds as check_seconds
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
 
 #: Largest iteration count (the C side counts in int64).
 MAX_COUNT = 2**63 - 1
@@ -53,21 +51,21 @@ class TaskHandle:
         "_loop",
         "_on_tick",
         "_ptr",
-        "_runtime",
+        "_rt_ptr",
         "_token",
         "_watchers",
     )
 
     def __init__(
         self,
-        runtime: Runtime,
+        rt_ptr: Any,
         loop: asyncio.AbstractEventLoop,
         token: int,
         ptr: Any,
         count: int,
         on_tick: Callable[[int], Any] | None,
     ) -> None:
-        self._runtime = runtime
+        self._rt_ptr = rt_ptr
         self._loop = loop
         self._token = token
         self._ptr = owned(ptr, lib.tr_task_release)
@@ -119,7 +117,7 @@ class TaskHandle:
         """
         if self.done():
             return False
-        lib.tr_cancel(self._runtime._ptr, self._token)  # after shutdown: already cancelled
+        lib.tr_cancel(self._rt_ptr, self._token)  # after shutdown: already cancelled
         return True
 
     # -- the spawning loop -----------------------------------------------------------
@@ -196,20 +194,17 @@ class TaskHandle:
 
 
 def spawn_background(
-    rt: Runtime, count: int, interval: float, on_tick: Callable[[int], Any] | None = None
+    ports: Ports, count: int, interval: float, on_tick: Callable[[int], Any] | None = None
 ) -> TaskHandle:
-    """See :func:`tokio_runtime.spawn_background`."""
+    """See :func:`tokio_runtime.spawn_background` (``ports``: the runtime's ports)."""
     n = int_in_range("count", count, 0, MAX_COUNT)
     s = check_seconds("interval", interval)
     callback = callback_or_none("on_tick", on_tick)
     loop = asyncio.get_running_loop()
-    port = rt.port_for(loop)
-    token = rt.next_token()
+    port = ports.port_for(loop)
     out = ffi.new("tr_task_t **")
-    rc = lib.tr_ticker(rt._ptr, port._ptr, token, n, s, out)
-    lib.tr_runtime_kick(rt._ptr)  # start now: it ticks while Python is busy
-    if rc != lib.TR_OK:
-        rt.check(rc)
-    handle = TaskHandle(rt, loop, token, out[0], n, callback)
+    token = port.start(lib.tr_ticker, (n, s, out))
+    lib.tr_runtime_kick(ports.rt_ptr)  # start now: it ticks while Python is busy
+    handle = TaskHandle(ports.rt_ptr, loop, token, out[0], n, callback)
     port.pending[token] = handle
     return handle

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from ._bridge import NativeFuture
+from ._dispatch import Ports
 from ._native import lib
 from ._validate import MAX_SECONDS
 from ._validate import seconds as check_seconds
@@ -25,38 +25,19 @@ from ._validate import seconds as check_seconds
 get_running_loop = asyncio.get_running_loop
 _tr_sleep = lib.tr_sleep
 
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-
 T = TypeVar("T")
 
 
-def sleep(rt: Runtime, seconds: float, result: Any = None) -> asyncio.Future[Any]:
-    """See :meth:`Runtime.sleep`.
-
-    The hot path of every benchmark, so written out in one frame: the same
-    steps as ``Runtime.port_for``, ``next_token`` and ``Port.new_future``.
-    """
+def sleep(ports: Ports, seconds: float, result: Any = None) -> asyncio.Future[Any]:
+    """See :meth:`Runtime.sleep` (``ports``: the runtime's ports)."""
     cls = seconds.__class__
     if (cls is not float and cls is not int) or not 0 <= seconds <= MAX_SECONDS:
         seconds = check_seconds("seconds", seconds)  # raises, or converts
     loop = get_running_loop()
-    port = rt._ports.get(loop)
+    port = ports.by_loop.get(loop)
     if port is None or port.closed:
-        port = rt.port_for(loop)
-    token = next(rt._tokens)
-    rc = _tr_sleep(rt._ptr, port._ptr, token, seconds)
-    if rc:
-        rt.check(rc)
-    fut = NativeFuture(loop=loop)
-    fut._tr_port = port
-    fut._tr_token = token
-    fut._tr_result = result
-    port.pending[token] = fut
-    if not port.kick_pending:  # port.submitted(), inlined
-        port.kick_pending = True
-        loop.call_soon(port._kick)
-    return fut
+        port = ports.port_for(loop)
+    return port.submit(_tr_sleep, (seconds,), result)  # type: ignore[no-any-return]
 
 
 class _Deadline:
@@ -92,29 +73,27 @@ def _close_quietly(awaitable: Any) -> None:
         awaitable.close()  # never awaited: do not let it warn
 
 
-def timeout(rt: Runtime, seconds: float, awaitable: Awaitable[T]) -> Awaitable[T]:
-    """See :func:`tokio_runtime.timeout`."""
+def timeout(ports: Ports, seconds: float, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """See :func:`tokio_runtime.timeout` (``ports``: the runtime's ports)."""
     try:
         s = check_seconds("seconds", seconds)
         if not inspect.isawaitable(awaitable):
             raise TypeError(f"timeout() needs an awaitable, not '{type(awaitable).__name__}'")
-        rt._check_usable()
+        ports.check_usable()
     except BaseException:
         _close_quietly(awaitable)
         raise
-    return _timeout(rt, s, awaitable)
+    return _timeout(ports, s, awaitable)
 
 
-async def _timeout(rt: Runtime, seconds: float, awaitable: Awaitable[T]) -> T:
+async def _timeout(ports: Ports, seconds: float, awaitable: Awaitable[T]) -> T:
     try:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("timeout() must be awaited inside an asyncio task")
-        port = rt.port_for(loop)
-        token = rt.next_token()
-        rt.check(lib.tr_sleep(rt._ptr, port._ptr, token, seconds))
-        port.submitted()
+        port = ports.port_for(loop)
+        token = port.start(_tr_sleep, (seconds,))
     except BaseException:
         _close_quietly(awaitable)  # it will never be awaited
         raise

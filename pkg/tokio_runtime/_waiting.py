@@ -1,11 +1,12 @@
 """Waiting on native channels and locks, from coroutines and from threads.
 
 An asyncio task waits by queueing a C waiter for its loop's port and
-awaiting a plain future that the waiter's record resolves.  Whatever ends the
-wait (the record, a cancellation, the coroutine being closed, the loop
-closing, shutdown), the waiter is released exactly once, and a wake that
-arrived but will not be used is passed on, so no item and no lock is ever
-left unclaimed while others wait.
+awaiting a plain future that the waiter's record resolves (:class:`Waiter`
+is that record's handler).  Whatever ends the wait (the record, a
+cancellation, the coroutine being closed, the loop closing, shutdown), the
+waiter is released exactly once, and a wake that arrived but will not be
+used is passed on, so no item and no lock is ever left unclaimed while others
+wait.
 
 A thread waits inside C with the GIL released.  The main thread waits in
 slices instead, so that Ctrl-C (which CPython can only act on between
@@ -18,33 +19,64 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from ._bridge import Waiter, status_error
+from ._dispatch import Ports
+from ._errors import status_error
 from ._native import ffi, lib
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
 
 #: Longest uninterrupted native wait on the main thread (seconds).
 SLICE = 0.05
 
 
-def runtime_or_default(rt: Runtime | None) -> Runtime:
-    """``rt``, or the default runtime."""
-    if rt is not None:
-        return rt
-    from ._runtime import get_runtime
+class Waiter:
+    """Handler of a channel or mutex waiter (``tr_waiter_t``).
 
-    return get_runtime()
+    Its record only says "woken"; ``fut`` gets ``None``.  Whoever stops
+    waiting calls :meth:`release` exactly once in effect (later calls do
+    nothing): a wake that will not be acted on is passed on by
+    ``pass_on`` (``tr_channel_notify`` or ``tr_mutex_unlock``), so a
+    cancelled waiter never swallows an item or keeps a lock.
 
+    From its record until its coroutine takes the wake, it sits in its
+    port's ``woken`` set: if the loop closes in between (the task will never
+    run again), ``Port.close`` passes the wake on.
+    """
 
-def check_runtime(rt: object) -> None:
-    """``TypeError`` unless ``rt`` is a :class:`Runtime` or ``None``."""
-    from ._runtime import Runtime
+    __slots__ = ("fut", "pass_on", "ptr", "woken")
 
-    if rt is not None and not isinstance(rt, Runtime):
-        raise TypeError(f"runtime must be a Runtime or None, not '{type(rt).__name__}'")
+    def __init__(
+        self,
+        fut: asyncio.Future[None],
+        ptr: Any,
+        pass_on: Callable[[], None],
+        woken: set[Any],
+    ) -> None:
+        self.fut = fut
+        # A one-item list: list.pop() is atomic, so two threads racing to
+        # release (the loop's task and a closed-loop sweep) release once.
+        self.ptr = [ptr]
+        self.pass_on = pass_on
+        self.woken = woken
+
+    def release(self, used: bool) -> None:
+        """Give the C waiter back; pass its wake on unless ``used``."""
+        try:
+            ptr = self.ptr.pop()
+        except IndexError:
+            return
+        if lib.tr_waiter_release(ptr) and not used:
+            self.pass_on()
+
+    def _tr_deliver(self, status: int, value: int, final: int) -> None:
+        self.woken.add(self)  # even if cancelled: the task still has to run
+        if not self.fut.done():
+            self.fut.set_result(None)
+
+    def _tr_abort(self, loop_alive: bool) -> None:
+        self.release(used=False)
+        if loop_alive and not self.fut.done():
+            self.fut.cancel()
 
 
 def forbid_running_loop(what: str) -> None:
@@ -105,27 +137,27 @@ def deadline_after(timeout: float) -> float | None:
 
 
 async def wait(
-    rt: Runtime | None,
+    ports: Ports,
     register: Callable[[Any, int, Any], int],
     pass_on: Callable[[], None],
 ) -> bool:
     """Queue a native waiter on this loop's port and wait for its wake.
 
+    ``ports`` are the ports of the runtime that wakes the waiter.
     ``register(port_ptr, token, out)`` calls ``tr_channel_wait`` or
     ``tr_mutex_wait``.  Returns ``False`` if it was ready at once (nothing
     queued), ``True`` after a wake.  On any exception the waiter is released
     and an unused wake is passed on with ``pass_on()``.
     """
-    runtime = runtime_or_default(rt)
     loop = asyncio.get_running_loop()
-    port = runtime.port_for(loop)
-    token = runtime.next_token()
+    port = ports.port_for(loop)
+    token = ports.next_token()
     out = ffi.new("tr_waiter_t **")
-    rc = register(port._ptr, token, out)
+    rc = register(port.ptr, token, out)
     if rc == lib.TR_OK:
         return False
     if rc != lib.TR_PENDING:
-        runtime.check(rc)
+        ports.check(rc)
     fut = loop.create_future()
     waiter = Waiter(fut, out[0], pass_on, port.woken)
     port.pending[token] = waiter

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ._bridge import NativeFuture
 from ._channel import Channel
+from ._default import get_runtime
 from ._native import lib
-from ._runtime import Runtime, get_runtime
+from ._port import NativeFuture
+from ._runtime import Runtime, ports_of
 from ._task import MAX_COUNT
 from ._validate import MAX_SECONDS, U64_MAX, str_list, u64
 
@@ -101,12 +102,12 @@ def shared_counter_demo(increments: int) -> asyncio.Future[int]:
     """
     n = u64("increments", increments)
     loop = asyncio.get_running_loop()
-    rt = get_runtime()
-    port = rt.port_for(loop)
-    token = rt.next_token()
-    rt.check(lib.tr_counter_demo(rt._ptr, port._ptr, token, n, STEP_SECONDS))
-    lib.tr_runtime_kick(rt._ptr)  # start now: its workers run while Python is busy
-    fut: asyncio.Future[int] = port.new_future(token, cls=_CountFuture)
+    ports = ports_of(get_runtime())
+    port = ports.port_for(loop)
+    fut: asyncio.Future[int] = port.submit(
+        lib.tr_counter_demo, (n, STEP_SECONDS), None, _CountFuture
+    )
+    lib.tr_runtime_kick(ports.rt_ptr)  # start now: its workers run while Python is busy
     return fut
 
 
@@ -136,25 +137,16 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
         op_ms = u64("operation_ms", op_ms)
     if to_ms.__class__ is not int or not 0 <= to_ms <= U64_MAX:
         to_ms = u64("timeout_ms", to_ms)
-    # The rest as in _time.sleep (port lookup, token, future) in one frame.
     loop = asyncio.get_running_loop()
-    rt = get_runtime()
-    port = rt._ports.get(loop)
+    ports = ports_of(get_runtime())
+    port = ports.by_loop.get(loop)
     if port is None or port.closed:
-        port = rt.port_for(loop)
-    token = next(rt._tokens)
-    rc = lib.tr_timeout_sleep(rt._ptr, port._ptr, token, op_ms / 1000.0, to_ms / 1000.0)
-    if rc:
-        rt.check(rc)
-    fut = _TimeoutFuture(loop=loop)
-    fut._tr_port = port
-    fut._tr_token = token
-    fut._tr_result = "Operation completed"
+        port = ports.port_for(loop)
+    seconds = (op_ms / 1000.0, to_ms / 1000.0)
+    fut: _TimeoutFuture = port.submit(
+        lib.tr_timeout_sleep, seconds, "Operation completed", _TimeoutFuture
+    )
     fut._tr_ms = (op_ms, to_ms)
-    port.pending[token] = fut
-    if not port.kick_pending:
-        port.kick_pending = True
-        loop.call_soon(port._kick)
     return fut
 
 

@@ -1,10 +1,9 @@
-"""Ports, handlers and the dispatcher: C completions into asyncio.
+"""Ports: the completion queue of one runtime on one asyncio loop.
 
 One :class:`Port` exists per (runtime, asyncio loop).  The C core queues each
-finished operation's record on its port; the first record of a batch reports
-the port to the runtime's dispatcher thread, which is the only thread that
-calls ``loop.call_soon_threadsafe`` - once per batch.  The drain then runs on
-the loop's own thread and hands every record of the batch to the *handler*
+finished operation's record on its port; somebody (the dispatcher thread, or
+the thread whose call caused the wake) asks the loop to :meth:`Port.drain`,
+which runs on the loop's own thread and hands every record to the *handler*
 registered for its token, guarded by ``fut.done()``, so a future cancelled in
 the meantime is left alone.
 
@@ -19,8 +18,8 @@ A handler is any object with two methods:
     closed (``loop_alive`` false: nothing can be resolved any more, only
     native resources may be given back).
 
-The C threads never touch Python: only the dispatcher (a Python thread that
-blocks in C with the GIL released) and the loops' own threads do.
+:class:`NativeFuture` is the handler of a plain operation, and
+:meth:`Port.submit` is the one path every operation is submitted through.
 """
 
 from __future__ import annotations
@@ -28,15 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import threading
-import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
 
 log = logging.getLogger("tokio_runtime")
 
@@ -50,25 +45,7 @@ if _RECORD.size != ffi.sizeof("tr_completion_t"):  # pragma: no cover - a build 
     raise ImportError("tokio_runtime: tr_completion_t does not match the module's record layout")
 _OK = lib.TR_OK
 _CANCELLED = lib.TR_CANCELLED
-#: How often the dispatcher looks for ports whose loop has closed, while any
-#: port exists (it sleeps without a timeout when there is none).
-SWEEP_INTERVAL = 0.25
-
-_STATUS_ERRORS: dict[int, Callable[[], BaseException]] = {
-    lib.TR_ENOMEM: MemoryError,
-    lib.TR_EINVAL: lambda: ValueError("tokio_runtime: invalid operation"),
-    lib.TR_ESHUTDOWN: lambda: RuntimeError("tokio_runtime: the runtime is shut down"),
-    lib.TR_ECLOSED: lambda: RuntimeError("tokio_runtime: closed"),
-    lib.TR_TIMEDOUT: TimeoutError,
-}
-
-
-def status_error(status: int) -> BaseException:
-    """Return the exception that stands for a non-OK C status."""
-    make = _STATUS_ERRORS.get(status)
-    if make is None:
-        return RuntimeError(f"tokio_runtime: unexpected status {status}")
-    return make()
+_kick = lib.tr_runtime_kick
 
 
 class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
@@ -112,56 +89,6 @@ class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
             super().cancel()
 
 
-class Waiter:
-    """Handler of a channel or mutex waiter (``tr_waiter_t``).
-
-    Its record only says "woken"; ``fut`` gets ``None``.  Whoever stops
-    waiting calls :meth:`release` exactly once in effect (later calls do
-    nothing): a wake that will not be acted on is passed on by
-    ``pass_on`` (``tr_channel_notify`` or ``tr_mutex_unlock``), so a
-    cancelled waiter never swallows an item or keeps a lock.
-
-    From its record until its coroutine takes the wake, it sits in its
-    port's ``woken`` set: if the loop closes in between (the task will never
-    run again), :meth:`Port.close` passes the wake on.
-    """
-
-    __slots__ = ("fut", "pass_on", "ptr", "woken")
-
-    def __init__(
-        self,
-        fut: asyncio.Future[None],
-        ptr: Any,
-        pass_on: Callable[[], None],
-        woken: set[Waiter],
-    ) -> None:
-        self.fut = fut
-        # A one-item list: list.pop() is atomic, so two threads racing to
-        # release (the loop's task and a closed-loop sweep) release once.
-        self.ptr = [ptr]
-        self.pass_on = pass_on
-        self.woken = woken
-
-    def release(self, used: bool) -> None:
-        """Give the C waiter back; pass its wake on unless ``used``."""
-        try:
-            ptr = self.ptr.pop()
-        except IndexError:
-            return
-        if lib.tr_waiter_release(ptr) and not used:
-            self.pass_on()
-
-    def _tr_deliver(self, status: int, value: int, final: int) -> None:
-        self.woken.add(self)  # even if cancelled: the task still has to run
-        if not self.fut.done():
-            self.fut.set_result(None)
-
-    def _tr_abort(self, loop_alive: bool) -> None:
-        self.release(used=False)
-        if loop_alive and not self.fut.done():
-            self.fut.cancel()
-
-
 class Port:
     """The completion queue of one runtime on one asyncio loop.
 
@@ -169,44 +96,102 @@ class Port:
     ``pending`` (token -> handler) needs no lock.  Closing the port (when its
     loop is found closed, or at shutdown) cancels its native operations and
     drops their late records quietly.
+
+    ``rt_ptr`` is the runtime's ``tr_runtime_t *``; ``next_token`` gives the
+    runtime's tokens; ``check(rc)`` raises for a refused submission (it knows
+    whether the runtime is still usable); ``forget(port)`` is called once
+    when the port closes, by whoever keeps the ports of a runtime.
     """
 
     __slots__ = (
         "__weakref__",
-        "_ptr",
         "_recs",
         "_view",
+        "check",
         "closed",
+        "forget",
         "id",
         "kick_pending",
         "loop",
+        "next_token",
         "pending",
-        "runtime",
+        "ptr",
+        "rt_ptr",
         "woken",
     )
 
-    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop, port_id: int) -> None:
+    def __init__(
+        self,
+        rt_ptr: Any,
+        loop: asyncio.AbstractEventLoop,
+        port_id: int,
+        next_token: Callable[[], int],
+        check: Callable[[int], None],
+        forget: Callable[[Port], None],
+    ) -> None:
         out = ffi.new("tr_port_t **")
-        rc = lib.tr_port_new(runtime._ptr, port_id, out)
+        rc = lib.tr_port_new(rt_ptr, port_id, out)
         if rc != lib.TR_OK:
             raise status_error(rc)
-        self._ptr = owned(out[0], lib.tr_port_release)
+        self.ptr = owned(out[0], lib.tr_port_release)
         # Submissions do not wake the runtime's loop thread one by one: see
         # submitted().
-        lib.tr_port_defer_wake(self._ptr, 1)
+        lib.tr_port_defer_wake(self.ptr, 1)
         self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
         self._view = memoryview(ffi.buffer(self._recs))
-        self.runtime = runtime
+        self.rt_ptr = rt_ptr
         self.loop = loop
         self.id = port_id
+        self.next_token = next_token
+        self.check = check
+        self.forget = forget
         self.pending: dict[int, Any] = {}
         # Waiters whose record was delivered, until their coroutine takes
-        # the wake (see Waiter).
-        self.woken: set[Waiter] = set()
+        # the wake (see _waiting.Waiter): anything with release(used).
+        self.woken: set[Any] = set()
         self.closed = False
         self.kick_pending = False
 
     # -- loop thread ---------------------------------------------------------
+    def start(self, start: Callable[..., int], args: tuple[Any, ...]) -> int:
+        """Submit one native operation; return its token.
+
+        ``start(rt_ptr, port_ptr, token, *args)`` is the C submission
+        function.  A refused submission raises (``check``).  The runtime's
+        loop thread is woken at the end of this loop turn (see
+        :meth:`submitted`).  The caller registers the token's handler in
+        ``pending`` before it yields to the loop.
+        """
+        token = self.next_token()
+        rc = start(self.rt_ptr, self.ptr, token, *args)
+        if rc:
+            self.check(rc)
+        if not self.kick_pending:  # self.submitted(), inlined
+            self.kick_pending = True
+            self.loop.call_soon(self._kick)
+        return token
+
+    def submit(
+        self,
+        start: Callable[..., int],
+        args: tuple[Any, ...],
+        result: Any,
+        cls: type = NativeFuture,
+    ) -> Any:
+        """Submit one native operation; return its future (a ``cls``).
+
+        As :meth:`start`, with a future as the handler: it resolves to
+        ``result`` when the operation completes, and its ``cancel()``
+        reaches C.  No future exists if the submission is refused.
+        """
+        token = self.start(start, args)
+        fut = cls(loop=self.loop)
+        fut._tr_port = self
+        fut._tr_token = token
+        fut._tr_result = result
+        self.pending[token] = fut
+        return fut
+
     def submitted(self) -> None:
         """After a submission: wake the runtime's loop thread once this turn.
 
@@ -221,31 +206,22 @@ class Port:
 
     def _kick(self) -> None:
         self.kick_pending = False
-        lib.tr_runtime_kick(self.runtime._ptr)
-
-    def new_future(self, token: int, result: Any = None, cls: type = NativeFuture) -> Any:
-        """A future on this port's loop whose cancel() cancels ``token``."""
-        fut = cls(loop=self.loop)
-        fut._tr_port = self
-        fut._tr_token = token
-        fut._tr_result = result
-        self.pending[token] = fut
-        return fut
+        _kick(self.rt_ptr)
 
     def cancel(self, token: int) -> None:
         """Forget ``token`` here and cancel its native operation."""
         if self.pending.pop(token, None) is not None:
-            lib.tr_cancel(self.runtime._ptr, token)  # TR_ESHUTDOWN: already cancelled
+            lib.tr_cancel(self.rt_ptr, token)  # TR_ESHUTDOWN: already cancelled
 
     def drain(self) -> None:
-        """Deliver every queued record (runs on the loop via the dispatcher).
+        """Deliver every queued record (runs on the loop's thread).
 
         A handler's exception is reported to the loop's exception handler;
         a ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from an
         ``on_tick`` callback) is re-raised only after the whole queue is
         delivered, so no record is ever lost or leaked.
         """
-        recs, view, ptr, pending = self._recs, self._view, self._ptr, self.pending
+        recs, view, ptr, pending = self._recs, self._view, self.ptr, self.pending
         unpack, size = _RECORD.iter_unpack, _RECORD.size
         interrupt: BaseException | None = None
         while True:
@@ -327,8 +303,8 @@ class Port:
         if self.closed:
             return
         self.closed = True
-        self.runtime._forget_port(self)
-        lib.tr_port_close(self._ptr)
+        self.forget(self)
+        lib.tr_port_close(self.ptr)
         if self.pending:
             log.debug("port %d closed with %d operations pending", self.id, len(self.pending))
             self._abort_handlers(loop_alive=False)
@@ -343,75 +319,7 @@ class Port:
                     break
                 waiter.release(used=False)
 
-
-def dispatch_here(runtime: Runtime) -> None:
-    """Do the dispatcher's job on this thread, for ports made ready quietly.
-
-    Called after a ``*_quiet`` C call returned ``TR_PENDING``: the ports it
-    made ready were queued without waking the dispatcher thread, so this
-    thread (which holds the GIL anyway) asks their loops to drain, saving a
-    thread wake-up and a GIL hand-off per wake.  Ports it does not get to
-    are still found by the dispatcher at its next wake.
-    """
-    ids = ffi.new("uint64_t[]", 8)
-    while True:
-        n = lib.tr_runtime_take_ready(runtime._ptr, ids, 8)
-        _schedule_drains(runtime, ids, n)
-        if n < 8:
-            return
-
-
-def _schedule_drains(runtime: Runtime, ids: Any, n: int) -> None:
-    """Ask the loops of the first ``n`` port ids in ``ids`` to drain."""
-    ports = runtime._ports_by_id
-    for i in range(n):
-        port = ports.get(ids[i])
-        if port is not None:
-            port.schedule_drain()
-
-
-def dispatch_main(runtime: Runtime, started: threading.Event) -> None:
-    """Body of a runtime's dispatcher thread; returns after shutdown."""
-    # Named like the native threads: loop -0, workers -1..-N, dispatcher -(N+1).
-    lib.tr_name_current_thread(
-        runtime.thread_name.encode(), str(runtime.worker_threads + 1).encode()
-    )
-    started.set()
-    ids = ffi.new("uint64_t[]", 64)
-    ptr = runtime._ptr
-    last_sweep = time.monotonic()
-    while True:
-        # Only ports can have a loop that closes under them.  Nothing here
-        # may wake per operation: this thread competes for the GIL with the
-        # loops it serves.
-        timeout = SWEEP_INTERVAL if runtime._ports_by_id else -1.0
-        n = lib.tr_runtime_wait_ready(ptr, ids, 64, timeout)
-        if n < 0:
-            return
-        try:
-            # In a frame of its own: while this thread waits, it keeps no port
-            # (nor its closed loop) alive in a local.
-            _schedule_drains(runtime, ids, n)
-            now = time.monotonic()
-            if now - last_sweep >= SWEEP_INTERVAL:
-                last_sweep = now
-                runtime._sweep_closed_loops()
-        except Exception:  # never let delivery die silently
-            log.exception("tokio_runtime dispatcher error")
-
-
-def start_dispatcher(runtime: Runtime) -> threading.Thread:
-    """Start the dispatcher thread (a daemon: the atexit hook joins it).
-
-    Returns once the thread runs and carries its name.
-    """
-    started = threading.Event()
-    t = threading.Thread(
-        target=dispatch_main,
-        args=(runtime, started),
-        name=f"{runtime.thread_name}-{runtime.worker_threads + 1}",
-        daemon=True,
-    )
-    t.start()
-    started.wait()
-    return t
+    def disown(self) -> None:
+        """In a forked child: never run C cleanup for the parent's port."""
+        ffi.gc(self.ptr, None)
+        self.closed = True
