@@ -5,8 +5,12 @@
  * tombstones, so a long-lived runtime never degrades).  Tokens are mostly
  * sequential, so they are spread with a Fibonacci multiply.  Load stays at
  * most 1/2.
+ *
+ * Layer L1 (see optable.h).  Loop thread only.
  */
-#include "internal.h"
+#include "optable.h"
+
+#include "tokio_runtime.h"
 
 #include <stdlib.h>
 

@@ -3,7 +3,7 @@
  *
  * The ops stored are fake pointers: the table never dereferences them.
  */
-#include "internal.h"
+#include "optable.h"
 #include "task.h"
 
 #include <stdlib.h>
