@@ -63,13 +63,11 @@ bool tr__inbox_post(tr__inbox_t *ib, tr__msg_t *msg);
 /* Submission in three steps, so a caller can count the op under the same
  * lock that queues it: lock (returns whether the state is RUNNING; the lock
  * is held either way), enqueue, unlock.  With `defer` the wake-up waits for
- * tr__inbox_kick() or for every TR__DEFER_MAX-th deferred message. */
-static inline bool tr__inbox_lock_running(tr__inbox_t *ib) {
-    tr__lock(&ib->mu, TR__RANK_INBOX);
-    return ib->state == TR__RUNNING;
-}
+ * tr__inbox_kick() or for every TR__DEFER_MAX-th deferred message.  The lock
+ * and unlock are macros, so the lock checker reports the caller's file:line. */
+#define tr__inbox_lock_running(ib) (tr__lock(&(ib)->mu, TR__RANK_INBOX), (ib)->state == TR__RUNNING)
 void tr__inbox_enqueue_locked(tr__inbox_t *ib, tr__msg_t *msg, bool defer);
-static inline void tr__inbox_unlock(tr__inbox_t *ib) { tr__unlock(&ib->mu, TR__RANK_INBOX); }
+#define tr__inbox_unlock(ib) tr__unlock(&(ib)->mu, TR__RANK_INBOX)
 /* Send the wake owed to deferred messages, if any. */
 void tr__inbox_kick(tr__inbox_t *ib);
 /* Whether new work is accepted (state RUNNING). */

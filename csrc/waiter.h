@@ -69,8 +69,9 @@ struct tr_waiter {
 void tr__sync_init(tr__sync_t *s, void (*lost_wake)(tr__sync_t *, int),
                    void (*destroy)(tr__sync_t *));
 void tr__sync_unref(tr__sync_t *s);
-static inline void tr__sync_lock(tr__sync_t *s) { tr__lock(&s->mu, TR__RANK_OWNER); }
-static inline void tr__sync_unlock(tr__sync_t *s) { tr__unlock(&s->mu, TR__RANK_OWNER); }
+/* Macros, so the lock checker reports the caller's file:line. */
+#define tr__sync_lock(s) tr__lock(&(s)->mu, TR__RANK_OWNER)
+#define tr__sync_unlock(s) tr__unlock(&(s)->mu, TR__RANK_OWNER)
 
 /* Woken port waiters, collected under the owner lock and delivered after it
  * is dropped (tr__wake_flush). */
