@@ -4,8 +4,6 @@
  */
 #include "inbox.h"
 
-#include "list.h"
-
 void tr__inbox_init(tr__inbox_t *ib) {
     pthread_mutex_init(&ib->mu, NULL);
     ib->head = ib->tail = NULL;
@@ -27,22 +25,6 @@ void tr__inbox_attach(tr__inbox_t *ib, struct ev_loop *loop, void (*cb)(struct e
 void tr__inbox_detach(tr__inbox_t *ib) {
     if (ib->loop) ev_async_stop(ib->loop, &ib->wake);
     ib->loop = NULL;
-}
-
-/* Append msg and wake the loop thread (mu held; the loop is alive: it is
- * destroyed only after the state has become STOPPED under this same lock).
- * With `defer` (an op of a port that defers wake-ups) the wake waits for
- * tr__inbox_kick(), or for every TR__DEFER_MAX-th deferred op: a burst of ops
- * costs one wake-up, not one per op the loop thread happened to catch.  Queue
- * not empty and nothing owed: a wake is on its way already and takes msg
- * along. */
-void tr__inbox_enqueue_locked(tr__inbox_t *ib, tr__msg_t *msg, bool defer) {
-    bool unannounced = ib->head == NULL || ib->wake_owed;
-    TR__SLIST_APPEND(ib->head, ib->tail, msg, next);
-    if (defer ? unannounced && ++ib->wake_owed >= TR__DEFER_MAX : unannounced) {
-        ib->wake_owed = 0;
-        ev_async_send(ib->loop, &ib->wake);
-    }
 }
 
 bool tr__inbox_post(tr__inbox_t *ib, tr__msg_t *msg) {

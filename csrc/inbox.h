@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "list.h"
 #include "lock.h"
 
 /* Every this many deferred ops, the submitter wakes the loop thread anyway:
@@ -66,8 +67,24 @@ bool tr__inbox_post(tr__inbox_t *ib, tr__msg_t *msg);
  * tr__inbox_kick() or for every TR__DEFER_MAX-th deferred message.  The lock
  * and unlock are macros, so the lock checker reports the caller's file:line. */
 #define tr__inbox_lock_running(ib) (tr__lock(&(ib)->mu, TR__RANK_INBOX), (ib)->state == TR__RUNNING)
-void tr__inbox_enqueue_locked(tr__inbox_t *ib, tr__msg_t *msg, bool defer);
 #define tr__inbox_unlock(ib) tr__unlock(&(ib)->mu, TR__RANK_INBOX)
+/* Append msg and wake the loop thread (mu held; the loop is alive: it is
+ * destroyed only after the state has become STOPPED under this same lock).
+ * With `defer` (an op of a port that defers wake-ups) the wake waits for
+ * tr__inbox_kick(), or for every TR__DEFER_MAX-th deferred op: a burst of ops
+ * costs one wake-up, not one per op the loop thread happened to catch.  Queue
+ * not empty and nothing owed: a wake is on its way already and takes msg
+ * along.  Inline: it is on the submit hot path. */
+static inline void tr__inbox_enqueue_locked(tr__inbox_t *ib, tr__msg_t *msg, bool defer) {
+    bool unannounced = ib->head == NULL || ib->wake_owed;
+    TR__SLIST_APPEND(ib->head, ib->tail, msg, next);
+    if (defer ? unannounced && ++ib->wake_owed >= TR__DEFER_MAX : unannounced) {
+        ib->wake_owed = 0;
+        ev_async_send(ib->loop, &ib->wake);
+    }
+}
+
+
 /* Send the wake owed to deferred messages, if any. */
 void tr__inbox_kick(tr__inbox_t *ib);
 /* Whether new work is accepted (state RUNNING). */

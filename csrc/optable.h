@@ -2,8 +2,8 @@
  * optable.h - the token -> op map (layer L1).  Loop thread only (or the
  * shutdown caller that took its role); the tests use it directly.
  *
- * It stores op pointers and never dereferences them, so it needs only the
- * name of the op type (op.h defines it).
+ * It maps tokens to op pointers (op.h), stored as void * and never
+ * dereferenced: the table needs nothing from the op layer.
  */
 #ifndef TR_OPTABLE_H
 #define TR_OPTABLE_H
@@ -11,11 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct tr__op tr__op_t;
-
 typedef struct tr__slot {
     uint64_t key; /* 0 = empty */
-    tr__op_t *op;
+    void *op;
 } tr__slot_t;
 
 typedef struct tr__optable {
@@ -24,9 +22,9 @@ typedef struct tr__optable {
     size_t count;
 } tr__optable_t;
 
-int tr__optable_put(tr__optable_t *t, uint64_t key, tr__op_t *op); /* TR_OK, TR_EINVAL (dup), TR_ENOMEM */
-tr__op_t *tr__optable_get(const tr__optable_t *t, uint64_t key);
-tr__op_t *tr__optable_del(tr__optable_t *t, uint64_t key);
+int tr__optable_put(tr__optable_t *t, uint64_t key, void *op); /* TR_OK, TR_EINVAL (dup), TR_ENOMEM */
+void *tr__optable_get(const tr__optable_t *t, uint64_t key);
+void *tr__optable_del(tr__optable_t *t, uint64_t key);
 void tr__optable_free(tr__optable_t *t);
 
 #endif /* TR_OPTABLE_H */
