@@ -68,6 +68,7 @@ bool tr__inbox_post(tr__inbox_t *ib, tr__msg_t *msg);
  * and unlock are macros, so the lock checker reports the caller's file:line. */
 #define tr__inbox_lock_running(ib) (tr__lock(&(ib)->mu, TR__RANK_INBOX), (ib)->state == TR__RUNNING)
 #define tr__inbox_unlock(ib) tr__unlock(&(ib)->mu, TR__RANK_INBOX)
+
 /* Append msg and wake the loop thread (mu held; the loop is alive: it is
  * destroyed only after the state has become STOPPED under this same lock).
  * With `defer` (an op of a port that defers wake-ups) the wake waits for
@@ -83,7 +84,6 @@ static inline void tr__inbox_enqueue_locked(tr__inbox_t *ib, tr__msg_t *msg, boo
         ev_async_send(ib->loop, &ib->wake);
     }
 }
-
 
 /* Send the wake owed to deferred messages, if any. */
 void tr__inbox_kick(tr__inbox_t *ib);

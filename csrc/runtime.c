@@ -220,6 +220,8 @@ int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeo
     return tr__hub_wait(&rt->hub, ids, cap, timeout);
 }
 
-int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap) { return tr__hub_take(&rt->hub, ids, cap); }
+int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap) {
+    return tr__hub_take(&rt->hub, ids, cap);
+}
 
 void tr_runtime_wake_dispatcher(tr_runtime_t *rt) { tr__hub_wake(&rt->hub); }

@@ -77,9 +77,11 @@ static void expect_abort(void (*fn)(void), const char *const *want) {
     close(fds[1]);
     char buf[2048];
     size_t len = 0;
-    ssize_t k;
-    while (len < sizeof buf - 1 && ((k = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0 || (k < 0 && errno == EINTR)))
+    while (len < sizeof buf - 1) {
+        ssize_t k = read(fds[0], buf + len, sizeof buf - 1 - len);
         if (k > 0) len += (size_t)k;
+        else if (k == 0 || errno != EINTR) break;
+    }
     buf[len] = '\0';
     close(fds[0]);
     int status;
