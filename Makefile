@@ -28,7 +28,8 @@ CORE_SRC  := $(wildcard csrc/*.c)
 CORE_HDR  := $(wildcard csrc/*.h csrc/include/*.h)
 CTEST_SRC := $(wildcard tests/c/*.c)
 CTEST_HDR := $(wildcard tests/c/*.h)
-CFLAGS_T  := -std=c11 -Wall -Wextra -Werror -g -D_GNU_SOURCE -Icsrc/include -Icsrc
+# TR_LOCK_CHECK: the lock-rank checker of csrc/lock.h (never in the Python build).
+CFLAGS_T  := -std=c11 -Wall -Wextra -Werror -g -D_GNU_SOURCE -DTR_LOCK_CHECK -Icsrc/include -Icsrc
 LIBS_T    := -lev -lpthread -lm
 BUILD_C   := tests/c/build
 # Installing system packages: only as root, only where apt-get exists.

@@ -8,11 +8,14 @@
  * swallow one; it passes its wake on instead (tr_channel_notify).  Each item
  * put in wakes one receiver and each slot freed wakes one sender, so a burst
  * of sends does not stampede every waiting consumer.
+ *
+ * Layer L5.  Every function: any thread (the *_blocking ones block it).
  */
-#include "internal.h"
-
 #include <math.h>
 #include <stdlib.h>
+
+#include "clock.h"
+#include "waiter.h"
 
 #define TR__CHANNEL_MAX_CAPACITY ((size_t)1 << 40)
 #define TR__RING_MIN 16
@@ -114,9 +117,9 @@ static int take_locked(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
 
 int tr_channel_try_send(tr_channel_t *ch, uint64_t item) {
     tr__wakelist_t wl = {0};
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     int rc = put_locked(ch, item, &wl);
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
     return rc;
 }
@@ -124,9 +127,9 @@ int tr_channel_try_send(tr_channel_t *ch, uint64_t item) {
 int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n) {
     if (!items || !n || max == 0) return TR_EINVAL;
     tr__wakelist_t wl = {0};
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     int rc = take_locked(ch, items, max, n, &wl);
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
     return rc;
 }
@@ -147,7 +150,7 @@ int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
     const struct timespec *deadline = tr__deadline(timeout, &ts);
     tr__wakelist_t wl = {0};
     int rc;
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     for (;;) {
         rc = put_locked(ch, item, &wl);
         if (rc != TR_EFULL) break;
@@ -156,7 +159,7 @@ int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
             break;
         }
     }
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
     return rc;
 }
@@ -168,7 +171,7 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout) {
     tr__wakelist_t wl = {0};
     size_t n;
     int rc;
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     for (;;) {
         rc = take_locked(ch, item, 1, &n, &wl);
         if (rc != TR_EEMPTY) break;
@@ -177,7 +180,7 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout) {
             break;
         }
     }
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
     return rc;
 }
@@ -186,58 +189,58 @@ int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t t
                     tr_waiter_t **waiter) {
     if ((direction != TR_RECV && direction != TR_SEND) || !port || token == 0 || !waiter)
         return TR_EINVAL;
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     int rc = TR_OK;
     if (!ready(ch, direction))
         rc = tr__waiter_new(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq, direction,
                             port, token, waiter);
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     return rc;
 }
 
 int tr_channel_wait_thread(tr_channel_t *ch, int direction, tr_waiter_t **waiter) {
     if ((direction != TR_RECV && direction != TR_SEND) || !waiter) return TR_EINVAL;
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     int rc = TR_OK;
     if (!ready(ch, direction))
         rc = tr__waiter_new_thread(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq,
                                    direction, waiter);
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     return rc;
 }
 
 void tr_channel_notify(tr_channel_t *ch, int direction) {
     if (direction != TR_RECV && direction != TR_SEND) return;
     tr__wakelist_t wl = {0};
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     if (ready(ch, direction)) tr__waitq_wake_one(direction == TR_RECV ? &ch->recvq : &ch->sendq, &wl);
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
 }
 
 void tr_channel_close(tr_channel_t *ch) {
     tr__wakelist_t wl = {0};
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     if (!ch->closed) {
         ch->closed = true;
         tr__waitq_wake_all(&ch->recvq, &wl);
         tr__waitq_wake_all(&ch->sendq, &wl);
     }
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     tr__wake_flush(&wl);
 }
 
 int tr_channel_closed(tr_channel_t *ch) {
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     int closed = ch->closed;
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     return closed;
 }
 
 size_t tr_channel_len(tr_channel_t *ch) {
-    pthread_mutex_lock(&ch->base.mu);
+    tr__sync_lock(&ch->base);
     size_t len = ch->len;
-    pthread_mutex_unlock(&ch->base.mu);
+    tr__sync_unlock(&ch->base);
     return len;
 }
 

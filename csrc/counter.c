@@ -5,10 +5,18 @@
  * the worker pool (batched per loop iteration), and a worker locks the shared
  * mutex and adds one.  The tasks live in one array owned by the op, so a
  * million of them cost one allocation.
+ *
+ * Layer L5.  tr_counter_demo: any thread; timers, start, cancel and the done
+ * message: the loop thread; counter_work: a worker.
  */
-#include "internal.h"
-
 #include <stdlib.h>
+
+#include "clock.h"
+#include "inbox.h"
+#include "list.h"
+#include "lock.h"
+#include "op.h"
+#include "pool.h"
 
 typedef struct counter_op counter_op;
 
@@ -22,7 +30,7 @@ struct counter_op {
     uint64_t tasks;
     double delay;
     counter_task *kids;
-    pthread_mutex_t mu; /* the shared state: */
+    pthread_mutex_t mu; /* TR__RANK_OPDATA; the shared state: */
     uint64_t value;     /* guarded by mu */
     /* Tasks not done yet (armed, batched, or with a worker).  Whoever brings
      * it to zero finishes the op: a worker through done_msg, or cancel. */
@@ -31,12 +39,12 @@ struct counter_op {
     tr__msg_t done_msg;
 };
 
-static void counter_done(tr_runtime_t *rt, tr__msg_t *msg) {
-    (void)rt;
+static void counter_done(tr__msg_t *msg, void *ctx) {
+    (void)ctx;
     counter_op *c = TR__CONTAINER_OF(msg, counter_op, done_msg);
-    pthread_mutex_lock(&c->mu);
+    tr__lock(&c->mu, TR__RANK_OPDATA);
     uint64_t value = c->value;
-    pthread_mutex_unlock(&c->mu);
+    tr__unlock(&c->mu, TR__RANK_OPDATA);
     if (atomic_load(&c->cancelled)) tr__op_finish(&c->base, TR_CANCELLED, (int64_t)value);
     else tr__op_finish(&c->base, TR_OK, (int64_t)value);
 }
@@ -45,11 +53,11 @@ static void counter_work(tr__work_t *w) { /* worker */
     counter_task *task = TR__CONTAINER_OF(w, counter_task, work);
     counter_op *c = task->timer.data;
     if (!atomic_load_explicit(&c->cancelled, memory_order_relaxed)) {
-        pthread_mutex_lock(&c->mu);
+        tr__lock(&c->mu, TR__RANK_OPDATA);
         c->value++;
-        pthread_mutex_unlock(&c->mu);
+        tr__unlock(&c->mu, TR__RANK_OPDATA);
     }
-    if (atomic_fetch_sub(&c->outstanding, 1) == 1) tr__post(c->base.rt, &c->done_msg);
+    if (atomic_fetch_sub(&c->outstanding, 1) == 1) tr__inbox_post(c->base.set->inbox, &c->done_msg);
 }
 
 static void counter_fired(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -57,7 +65,7 @@ static void counter_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     counter_task *task = TR__CONTAINER_OF(w, counter_task, timer);
     counter_op *c = w->data;
-    tr__outbox_push(c->base.rt, &task->work);
+    tr__op_to_pool(&c->base, &task->work);
 }
 
 static void counter_start(tr__op_t *op) {
@@ -77,7 +85,7 @@ static void counter_start(tr__op_t *op) {
         ev_timer_init(&task->timer, counter_fired, c->delay, 0.);
         task->timer.data = c;
         task->work.run = counter_work;
-        ev_timer_start(op->rt->loop, &task->timer);
+        ev_timer_start(tr__op_loop(op), &task->timer);
     }
 }
 
@@ -91,16 +99,16 @@ static void counter_cancel(tr__op_t *op) {
     uint64_t stopped = 0;
     for (uint64_t i = 0; i < c->tasks; i++) {
         if (ev_is_active(&c->kids[i].timer)) {
-            ev_timer_stop(op->rt->loop, &c->kids[i].timer);
+            ev_timer_stop(tr__op_loop(op), &c->kids[i].timer);
             stopped++;
         }
     }
     /* If the armed timers were the last tasks, no worker will report: finish
      * here.  Otherwise the last worker's done_msg does. */
     if (stopped && atomic_fetch_sub(&c->outstanding, stopped) == stopped) {
-        pthread_mutex_lock(&c->mu);
+        tr__lock(&c->mu, TR__RANK_OPDATA);
         uint64_t value = c->value;
-        pthread_mutex_unlock(&c->mu);
+        tr__unlock(&c->mu, TR__RANK_OPDATA);
         tr__op_finish(op, TR_CANCELLED, (int64_t)value);
     }
 }

@@ -7,11 +7,16 @@
  * will not use it (its task was cancelled, its loop closed) gives it back
  * with tr_mutex_unlock, which hands it on again: a cancelled acquire never
  * leaves the lock held.
+ *
+ * Layer L5.  Every function: any thread (tr_mutex_lock_blocking blocks it).
  */
-#include "internal.h"
-
 #include <math.h>
 #include <stdlib.h>
+
+#include "clock.h"
+#include "dispatch.h"
+#include "op.h"
+#include "waiter.h"
 
 struct tr_mutex {
     tr__sync_t base; /* first member */
@@ -41,10 +46,10 @@ void tr_mutex_release(tr_mutex_t *m) {
 }
 
 int tr_mutex_try_lock(tr_mutex_t *m) {
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     int rc = m->locked ? TR_EBUSY : TR_OK;
     m->locked = true;
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     return rc;
 }
 
@@ -53,55 +58,55 @@ int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout) {
     struct timespec ts;
     const struct timespec *deadline = tr__deadline(timeout, &ts);
     int rc = TR_OK;
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     if (!m->locked) m->locked = true;
     else if (!tr__waitq_block(&m->base, &m->q, deadline)) rc = TR_TIMEDOUT;
     /* else: handed over by tr_mutex_unlock, still locked, now ours */
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     return rc;
 }
 
 int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter) {
     if (!port || token == 0 || !waiter) return TR_EINVAL;
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     int rc = TR_OK;
     if (!m->locked) m->locked = true;
     else rc = tr__waiter_new(&m->base, &m->q, TR_RECV, port, token, waiter);
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     return rc;
 }
 
 int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter) {
     if (!waiter) return TR_EINVAL;
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     int rc = TR_OK;
     if (!m->locked) m->locked = true;
     else rc = tr__waiter_new_thread(&m->base, &m->q, TR_RECV, waiter);
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     return rc;
 }
 
 int tr_mutex_unlock(tr_mutex_t *m) {
     tr__wakelist_t wl = {0};
     int rc = TR_OK;
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     if (!m->locked) rc = TR_EINVAL;
     else if (!tr__waitq_wake_one(&m->q, &wl)) m->locked = false;
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     tr__wake_flush(&wl);
     return rc;
 }
 
 int tr_mutex_unlock_quiet(tr_mutex_t *m, tr_runtime_t *rt) {
-    tr__quiet_begin(rt);
+    tr__hub_quiet_begin(rt ? tr__opset_of(rt)->hub : NULL); /* NULL: a plain unlock */
     int rc = tr_mutex_unlock(m);
-    bool queued = tr__quiet_end();
+    bool queued = tr__hub_quiet_end();
     return rc == TR_OK && queued ? TR_PENDING : rc;
 }
 
 int tr_mutex_locked(tr_mutex_t *m) {
-    pthread_mutex_lock(&m->base.mu);
+    tr__sync_lock(&m->base);
     int locked = m->locked;
-    pthread_mutex_unlock(&m->base.mu);
+    tr__sync_unlock(&m->base);
     return locked;
 }

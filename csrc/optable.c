@@ -5,8 +5,12 @@
  * tombstones, so a long-lived runtime never degrades).  Tokens are mostly
  * sequential, so they are spread with a Fibonacci multiply.  Load stays at
  * most 1/2.
+ *
+ * Layer L1 (see optable.h).  Loop thread only.
  */
-#include "internal.h"
+#include "optable.h"
+
+#include "tokio_runtime.h"
 
 #include <stdlib.h>
 
@@ -31,7 +35,7 @@ static int grow(tr__optable_t *t) {
     return TR_OK;
 }
 
-int tr__optable_put(tr__optable_t *t, uint64_t key, tr__op_t *op) {
+int tr__optable_put(tr__optable_t *t, uint64_t key, void *op) {
     if (key == 0) return TR_EINVAL;
     if ((t->count + 1) * 2 > t->cap && grow(t) != TR_OK) return TR_ENOMEM;
     size_t mask = t->cap - 1;
@@ -46,7 +50,7 @@ int tr__optable_put(tr__optable_t *t, uint64_t key, tr__op_t *op) {
     return TR_OK;
 }
 
-tr__op_t *tr__optable_get(const tr__optable_t *t, uint64_t key) {
+void *tr__optable_get(const tr__optable_t *t, uint64_t key) {
     if (!t->cap || key == 0) return NULL;
     size_t mask = t->cap - 1;
     for (size_t i = slot_of(key, mask); t->slots[i].key; i = (i + 1) & mask)
@@ -54,7 +58,7 @@ tr__op_t *tr__optable_get(const tr__optable_t *t, uint64_t key) {
     return NULL;
 }
 
-tr__op_t *tr__optable_del(tr__optable_t *t, uint64_t key) {
+void *tr__optable_del(tr__optable_t *t, uint64_t key) {
     if (!t->cap || key == 0) return NULL;
     size_t mask = t->cap - 1;
     size_t i = slot_of(key, mask);
@@ -62,7 +66,7 @@ tr__op_t *tr__optable_del(tr__optable_t *t, uint64_t key) {
         if (!t->slots[i].key) return NULL;
         i = (i + 1) & mask;
     }
-    tr__op_t *op = t->slots[i].op;
+    void *op = t->slots[i].op;
     /* Backward shift: pull later members of the probe run into the hole
      * unless that would move them before their home slot. */
     size_t hole = i;

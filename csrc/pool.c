@@ -1,31 +1,37 @@
 /*
- * pool.c - the worker threads: one FIFO of intrusive work items.
+ * pool.c - the worker threads: one FIFO of intrusive work items (layer L2,
+ * see pool.h for the threading rules).
  *
  * Producers append whole chains under one lock; workers take up to
  * TR__POOL_BATCH items per lock, so a burst of a million small items costs
  * thousands of lock round trips, not millions.
  */
-#include "internal.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <stdlib.h>
+
+#include "clock.h"
+#include "lock.h"
+#include "thread.h"
+#include "tokio_runtime.h"
 
 #define TR__POOL_BATCH 64
 
 static void *worker_main(void *arg) {
     tr__pool_t *pool = arg;
     for (;;) {
-        pthread_mutex_lock(&pool->mu);
+        tr__lock(&pool->mu, TR__RANK_POOL);
         while (!pool->head && !pool->quit) {
             pool->waiting++;
-            pthread_cond_wait(&pool->cv, &pool->mu);
+            tr__cond_wait_until(&pool->cv, &pool->mu, TR__RANK_POOL, NULL);
             pool->waiting--;
         }
         tr__work_t *batch = pool->head;
         if (!batch) { /* quit, and nothing left to run */
             pool->exited++;
             pthread_cond_broadcast(&pool->exit_cv);
-            pthread_mutex_unlock(&pool->mu);
+            tr__unlock(&pool->mu, TR__RANK_POOL);
             return NULL;
         }
         tr__work_t *last = batch;
@@ -35,7 +41,7 @@ static void *worker_main(void *arg) {
         last->next = NULL;
         /* More left: pass the baton so another idle worker takes a share. */
         if (pool->head && pool->waiting) pthread_cond_signal(&pool->cv);
-        pthread_mutex_unlock(&pool->mu);
+        tr__unlock(&pool->mu, TR__RANK_POOL);
         while (batch) {
             tr__work_t *next = batch->next; /* run() may free the item */
             batch->run(batch);
@@ -71,31 +77,25 @@ int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_i
 }
 
 void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last) {
-    last->next = NULL;
-    pthread_mutex_lock(&pool->mu);
-    if (pool->tail) pool->tail->next = first;
-    else pool->head = first;
-    pool->tail = last;
+    tr__lock(&pool->mu, TR__RANK_POOL);
+    TR__SLIST_APPEND_CHAIN(pool->head, pool->tail, first, last, next);
     if (pool->waiting) pthread_cond_signal(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
+    tr__unlock(&pool->mu, TR__RANK_POOL);
 }
 
 void tr__pool_quit(tr__pool_t *pool) {
-    pthread_mutex_lock(&pool->mu);
+    tr__lock(&pool->mu, TR__RANK_POOL);
     pool->quit = true;
     pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
+    tr__unlock(&pool->mu, TR__RANK_POOL);
 }
 
 bool tr__pool_wait(tr__pool_t *pool, const struct timespec *deadline) {
-    pthread_mutex_lock(&pool->mu);
-    while (pool->exited < pool->started) {
-        int err = deadline ? pthread_cond_timedwait(&pool->exit_cv, &pool->mu, deadline)
-                           : pthread_cond_wait(&pool->exit_cv, &pool->mu);
-        if (err == ETIMEDOUT) break;
-    }
+    tr__lock(&pool->mu, TR__RANK_POOL);
+    while (pool->exited < pool->started)
+        if (tr__cond_wait_until(&pool->exit_cv, &pool->mu, TR__RANK_POOL, deadline) == ETIMEDOUT) break;
     bool all = pool->exited >= pool->started;
-    pthread_mutex_unlock(&pool->mu);
+    tr__unlock(&pool->mu, TR__RANK_POOL);
     return all;
 }
 
@@ -108,4 +108,13 @@ void tr__pool_stop(tr__pool_t *pool) {
     pthread_cond_destroy(&pool->exit_cv);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
+}
+
+void tr__workbatch_run(tr__workbatch_t *b) {
+    while (b->head) {
+        tr__work_t *w = b->head;
+        b->head = w->next;
+        if (!b->head) b->tail = NULL;
+        w->run(w);
+    }
 }

@@ -1,16 +1,23 @@
 /*
- * port.c - completion queues, one per consumer (per asyncio loop).
+ * port.c - completion queues, one per consumer (layer L3, see port.h for the
+ * threading rules).
  *
  * Records are intrusive: an op's final record lives inside the op, so
  * finishing an op never allocates and so can never lose a result.  Only the
  * empty -> non-empty edge of a queue reports the port to the dispatcher; the
  * consumer drains whole batches and re-arms the edge when it empties the queue.
  */
-#include "internal.h"
+#include "port.h"
 
 #include <stdlib.h>
 
+#include "list.h"
+#include "lock.h"
+
 void tr__port_ref(tr_port_t *port) { atomic_fetch_add(&port->refs, 1); }
+
+static void node_hold(tr__hub_node_t *n) { tr__port_ref(TR__CONTAINER_OF(n, tr_port_t, node)); }
+static void node_drop(tr__hub_node_t *n) { tr_port_release(TR__CONTAINER_OF(n, tr_port_t, node)); }
 
 int tr_port_defer_wake(tr_port_t *port, int on) {
     if (!port) return TR_EINVAL;
@@ -19,29 +26,27 @@ int tr_port_defer_wake(tr_port_t *port, int on) {
 }
 
 bool tr__port_closed(tr_port_t *port) {
-    pthread_mutex_lock(&port->mu);
+    tr__lock(&port->mu, TR__RANK_PORT);
     bool closed = port->closed;
-    pthread_mutex_unlock(&port->mu);
+    tr__unlock(&port->mu, TR__RANK_PORT);
     return closed;
 }
 
-static void close_msg_run(tr_runtime_t *rt, tr__msg_t *msg) {
-    tr_port_t *port = TR__CONTAINER_OF(msg, tr_port_t, close_msg);
-    tr__cancel_ops(rt, port);
-    tr_port_release(port);
-}
-
-int tr_port_new(tr_runtime_t *rt, uint64_t id, tr_port_t **out) {
-    if (!rt || !out) return TR_EINVAL;
+int tr__port_new(tr__hub_t *hub, tr__inbox_t *inbox, tr__stats_t *stats, uint64_t id,
+                 void (*close_run)(tr__msg_t *msg, void *ctx), tr_port_t **out) {
     tr_port_t *port = calloc(1, sizeof *port);
     if (!port) return TR_ENOMEM;
     atomic_init(&port->refs, 1);
-    port->rt = rt;
-    port->id = id;
-    port->close_msg.run = close_msg_run;
+    port->hub = hub;
+    port->inbox = inbox;
+    port->stats = stats;
+    port->node.id = id;
+    port->node.hold = node_hold;
+    port->node.drop = node_drop;
+    port->close_msg.run = close_run;
     pthread_mutex_init(&port->mu, NULL);
-    tr__runtime_ref(rt);
-    atomic_fetch_add(&rt->ports, 1);
+    tr__hub_ref(hub);
+    atomic_fetch_add(&stats->ports, 1);
     *out = port;
     return TR_OK;
 }
@@ -58,57 +63,51 @@ static void drop_chain(tr__record_t *r) {
 
 void tr__port_push(tr_port_t *port, tr__record_t *r) {
     bool notify = false;
-    r->next = NULL;
-    pthread_mutex_lock(&port->mu);
+    tr__lock(&port->mu, TR__RANK_PORT);
     if (port->closed) {
-        pthread_mutex_unlock(&port->mu);
+        tr__unlock(&port->mu, TR__RANK_PORT);
+        r->next = NULL;
         drop_chain(r);
         return;
     }
     r->queued = true;
-    if (port->tail) port->tail->next = r;
-    else port->head = r;
-    port->tail = r;
+    TR__SLIST_APPEND(port->head, port->tail, r, next);
     if (!port->notified) port->notified = notify = true;
-    pthread_mutex_unlock(&port->mu);
+    tr__unlock(&port->mu, TR__RANK_PORT);
     /* r may already be drained and freed here; port is kept alive by the
      * caller's reference. */
-    if (notify) tr__port_ready(port->rt, port);
+    if (notify) tr__hub_ready(port->hub, &port->node);
 }
 
 void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value) {
-    pthread_mutex_lock(&port->mu);
+    tr__lock(&port->mu, TR__RANK_PORT);
     if (r->queued) { /* coalesce: the consumer sees the latest value */
         r->c.value = value;
-        pthread_mutex_unlock(&port->mu);
+        tr__unlock(&port->mu, TR__RANK_PORT);
         return;
     }
     r->c.value = value;
     r->c.status = TR_OK;
-    pthread_mutex_unlock(&port->mu);
+    tr__unlock(&port->mu, TR__RANK_PORT);
     tr__port_push(port, r);
 }
 
 size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
-    tr__record_t *done_head = NULL, **done_tail = &done_head;
+    tr__record_t *done_head = NULL, *done_tail = NULL;
     size_t n = 0;
-    pthread_mutex_lock(&port->mu);
+    tr__lock(&port->mu, TR__RANK_PORT);
     while (n < cap && port->head) {
         tr__record_t *r = port->head;
         port->head = r->next;
         out[n++] = r->c;
         r->queued = false;
-        if (r->release) { /* release outside the lock, in queue order */
-            r->next = NULL;
-            *done_tail = r;
-            done_tail = &r->next;
-        }
+        if (r->release) TR__SLIST_APPEND(done_head, done_tail, r, next); /* released below, in order */
     }
     if (!port->head) {
         port->tail = NULL;
         port->notified = false; /* the next record reports the port again */
     }
-    pthread_mutex_unlock(&port->mu);
+    tr__unlock(&port->mu, TR__RANK_PORT);
     while (done_head) {
         tr__record_t *next = done_head->next;
         done_head->release(done_head);
@@ -118,9 +117,9 @@ size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
 }
 
 void tr_port_close(tr_port_t *port) {
-    pthread_mutex_lock(&port->mu);
+    tr__lock(&port->mu, TR__RANK_PORT);
     if (port->closed) {
-        pthread_mutex_unlock(&port->mu);
+        tr__unlock(&port->mu, TR__RANK_PORT);
         return;
     }
     port->closed = true;
@@ -128,45 +127,35 @@ void tr_port_close(tr_port_t *port) {
      * op, which may queue one again, and so rewrite its links, as soon as the
      * lock is dropped: unlink them here and never touch them afterwards.
      * Only records the queue owns are dropped below, outside the lock. */
-    tr__record_t *chain = NULL, **tail = &chain;
+    tr__record_t *chain = NULL, *chain_tail = NULL;
     for (tr__record_t *r = port->head, *next; r; r = next) {
         next = r->next;
         r->queued = false;
-        if (r->release) {
-            *tail = r;
-            tail = &r->next;
-        }
+        if (r->release) TR__SLIST_APPEND(chain, chain_tail, r, next);
     }
-    *tail = NULL;
     port->head = port->tail = NULL;
     port->notified = false;
-    pthread_mutex_unlock(&port->mu);
+    tr__unlock(&port->mu, TR__RANK_PORT);
     drop_chain(chain);
-    /* Ops still bound to the port are cancelled on the loop thread; their
-     * final records will be dropped on arrival.  Once the runtime is stopped
-     * there are none left. */
+    /* Ops still bound to the port are cancelled on the loop thread (the
+     * close message); their final records will be dropped on arrival.  Once
+     * the runtime is stopped there are none left. */
     tr__port_ref(port);
-    if (!tr__post(port->rt, &port->close_msg)) tr_port_release(port);
+    if (!tr__inbox_post(port->inbox, &port->close_msg)) tr_port_release(port);
 }
 
 void tr_port_release(tr_port_t *port) {
     if (!port || atomic_fetch_sub(&port->refs, 1) != 1) return;
-    tr_runtime_t *rt = port->rt;
+    tr__hub_t *hub = port->hub;
+    tr__stats_t *stats = port->stats;
     /* Nobody else holds it, so no record can be queued, but it may still sit
      * in the ready list. */
-    pthread_mutex_lock(&rt->ready_mu);
-    if (port->in_ready) {
-        if (port->ready_prev) port->ready_prev->ready_next = port->ready_next;
-        else rt->ready_head = port->ready_next;
-        if (port->ready_next) port->ready_next->ready_prev = port->ready_prev;
-        else rt->ready_tail = port->ready_prev;
-    }
-    pthread_mutex_unlock(&rt->ready_mu);
+    tr__hub_forget(hub, &port->node);
     tr__record_t *chain = port->head;
     port->head = port->tail = NULL;
     drop_chain(chain);
     pthread_mutex_destroy(&port->mu);
     free(port);
-    atomic_fetch_sub(&rt->ports, 1);
-    tr__runtime_unref(rt);
+    atomic_fetch_sub(&stats->ports, 1);
+    tr__hub_unref(hub); /* may free the runtime, stats included */
 }

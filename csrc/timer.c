@@ -1,52 +1,18 @@
 /*
  * timer.c - ops made of libev timers: sleep, ticker, timeout.
  *
- * All of it runs on the loop thread; cancel stops the watchers and finishes
- * at once, so nothing here outlives its op.
+ * Layer L5.  The public constructors (tr_sleep, tr_ticker,
+ * tr_timeout_sleep) run on any thread; everything else runs on the loop
+ * thread.  cancel stops the watchers and finishes at once, so nothing here
+ * outlives its op.  Ticker handles (tr_task_*) are read by any thread.
  */
-#include "internal.h"
-
 #include <stdlib.h>
 
+#include "clock.h"
+#include "op.h"
+#include "stats.h"
+
 /* ---- sleep ------------------------------------------------------------------ */
-
-_Static_assert(sizeof ((tr_stats_t *)0)->timer_late_hist == TR_LATE_BUCKETS * sizeof(uint64_t),
-               "tr_stats_t.timer_late_hist must have TR_LATE_BUCKETS entries");
-
-/* Bucket of a lateness in microseconds: 0..3 exactly, then four buckets per
- * power of two: [2^e, 2^e + 2^(e-2)), ... , [2^e + 3*2^(e-2), 2^(e+1)). */
-static int late_bucket(uint64_t us) {
-    if (us < 4) return (int)us;
-    int e = 2;
-    while (e < 63 && (us >> (e + 1)) != 0) e++;
-    int b = 4 + (e - 2) * 4 + (int)((us >> (e - 2)) & 3);
-    return b < TR_LATE_BUCKETS ? b : TR_LATE_BUCKETS - 1;
-}
-
-int tr_late_bucket_bounds(int b, uint64_t *lo_us, uint64_t *hi_us) {
-    if (b < 0 || b >= TR_LATE_BUCKETS || !lo_us || !hi_us) return TR_EINVAL;
-    if (b < 4) {
-        *lo_us = (uint64_t)b;
-        *hi_us = (uint64_t)b + 1;
-    } else {
-        int e = 2 + (b - 4) / 4, sub = (b - 4) % 4;
-        *lo_us = (UINT64_C(1) << e) + (uint64_t)sub * (UINT64_C(1) << (e - 2));
-        *hi_us = *lo_us + (UINT64_C(1) << (e - 2));
-    }
-    if (b == TR_LATE_BUCKETS - 1) *hi_us = UINT64_MAX;
-    return TR_OK;
-}
-
-void tr__timer_fired(tr_runtime_t *rt, double late_seconds) {
-    /* Clamped at 0: libev's clock may lag the wall clock by a rounding. */
-    uint64_t ns = late_seconds > 0 ? (uint64_t)(late_seconds * 1e9) : 0;
-    atomic_fetch_add_explicit(&rt->timers_fired, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt->timer_late_hist[late_bucket(ns / 1000)], 1,
-                              memory_order_relaxed);
-    /* Only the loop thread writes it: a plain compare is enough. */
-    if (ns > atomic_load_explicit(&rt->timer_late_max_ns, memory_order_relaxed))
-        atomic_store_explicit(&rt->timer_late_max_ns, ns, memory_order_relaxed);
-}
 
 typedef struct sleep_op {
     tr__op_t base;
@@ -61,7 +27,7 @@ static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents) {
     sleep_op *s = w->data;
     /* ev_time(), not the cached ev_now(): a timer run late in a long batch
      * of callbacks is late by that much. */
-    tr__timer_fired(s->base.rt, ev_time() - s->due);
+    tr__stats_timer_fired(s->base.set->stats, ev_time() - s->due);
     tr__op_finish(&s->base, TR_OK, 0);
 }
 
@@ -70,18 +36,18 @@ static double arm_from_submission(tr__op_t *op, ev_timer *w, double delay) {
     double left = delay - tr__op_waited(op);
     if (left < 0) left = 0;
     ev_timer_set(w, left, 0.);
-    ev_timer_start(op->rt->loop, w);
+    ev_timer_start(tr__op_loop(op), w);
     return left;
 }
 
 static void sleep_start(tr__op_t *op) {
     sleep_op *s = (sleep_op *)op;
-    s->due = ev_now(op->rt->loop) + arm_from_submission(op, &s->timer, s->delay);
+    s->due = ev_now(tr__op_loop(op)) + arm_from_submission(op, &s->timer, s->delay);
 }
 
 static void sleep_cancel(tr__op_t *op) {
     sleep_op *s = (sleep_op *)op;
-    ev_timer_stop(op->rt->loop, &s->timer);
+    ev_timer_stop(tr__op_loop(op), &s->timer);
     tr__op_finish(op, TR_CANCELLED, 0);
 }
 
@@ -161,12 +127,12 @@ static void ticker_start(tr__op_t *op) {
         ticker_finish(t, TR_OK);
         return;
     }
-    ev_timer_start(op->rt->loop, &t->timer);
+    ev_timer_start(tr__op_loop(op), &t->timer);
 }
 
 static void ticker_cancel(tr__op_t *op) {
     ticker_op *t = (ticker_op *)op;
-    ev_timer_stop(op->rt->loop, &t->timer);
+    ev_timer_stop(tr__op_loop(op), &t->timer);
     ticker_finish(t, TR_CANCELLED);
 }
 
@@ -223,8 +189,8 @@ typedef struct timeout_op {
 } timeout_op;
 
 static void timeout_stop_both(timeout_op *t) {
-    ev_timer_stop(t->base.rt->loop, &t->work);
-    ev_timer_stop(t->base.rt->loop, &t->limit);
+    ev_timer_stop(tr__op_loop(&t->base), &t->work);
+    ev_timer_stop(tr__op_loop(&t->base), &t->limit);
 }
 
 static void timeout_work_fired(struct ev_loop *loop, ev_timer *w, int revents) {

@@ -1,5 +1,6 @@
 /*
- * waiter.c - wait queues shared by channels and mutexes.
+ * waiter.c - wait queues shared by channels and mutexes (layer L4, see
+ * waiter.h for the threading rules).
  *
  * A waiter is either a blocked thread (on its own stack, woken by its own
  * condition variable) or a port waiter (on the heap, woken by pushing its
@@ -12,12 +13,15 @@
  * woken; a record dropped by a closed port calls the owner's lost_wake), so
  * an item or a lock never sits unclaimed while others wait.
  */
-#include "internal.h"
+#include "waiter.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "clock.h"
+#include "list.h"
+#include "lock.h"
 
 void tr__sync_init(tr__sync_t *s, void (*lost_wake)(tr__sync_t *, int),
                    void (*destroy)(tr__sync_t *)) {
@@ -35,52 +39,15 @@ void tr__sync_unref(tr__sync_t *s) {
     s->destroy(s);
 }
 
-void tr__cond_init_monotonic(pthread_cond_t *cv) {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
-double tr__mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-const struct timespec *tr__deadline(double timeout, struct timespec *ts) {
-    if (timeout < 0 || isnan(timeout)) return NULL;
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    if (timeout > 1e9) timeout = 1e9; /* ~31 years: far enough, and no overflow */
-    double whole = floor(timeout);
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((timeout - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec += 1;
-        ts->tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* ---- the queue (owner lock held) ------------------------------------------ */
 
 void tr__waitq_push(tr__waitq_t *q, tr_waiter_t *w) {
     w->q = q;
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail) q->tail->next = w;
-    else q->head = w;
-    q->tail = w;
+    TR__DLIST_APPEND(q->head, q->tail, w, prev, next);
 }
 
 static void waitq_unlink(tr_waiter_t *w) {
-    tr__waitq_t *q = w->q;
-    if (w->prev) w->prev->next = w->next;
-    else q->head = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else q->tail = w->prev;
-    w->prev = w->next = NULL;
+    TR__DLIST_UNLINK(w->q->head, w->q->tail, w, prev, next);
     w->q = NULL;
 }
 
@@ -88,10 +55,7 @@ static void wakelist_add(tr__wakelist_t *wl, tr_waiter_t *w, bool dead) {
     w->rec.dropped = dead; /* reused as "drop, do not push" until flushed */
     /* Appended, not pushed in front: waiters woken together (a close, a
      * recv_many) get their records in queue order. */
-    w->next = NULL;
-    if (wl->tail) wl->tail->next = w;
-    else wl->head = w;
-    wl->tail = w;
+    TR__SLIST_APPEND(wl->head, wl->tail, w, next);
 }
 
 /* Take w out of its queue as woken.  Returns false if it could not act on
@@ -133,9 +97,9 @@ static void waiter_unref(tr_waiter_t *w) {
 
 /* The waiter stopped counting as pending: woken or taken out unwoken. */
 static void waiter_settled(tr_waiter_t *w) {
-    tr_runtime_t *rt = w->port->rt;
-    atomic_fetch_sub(&rt->waiters, 1);
-    atomic_fetch_sub(&rt->pending, 1);
+    tr__stats_t *stats = w->port->stats;
+    atomic_fetch_sub(&stats->waiters, 1);
+    atomic_fetch_sub(&stats->pending, 1);
 }
 
 static void waiter_record_release(tr__record_t *r) {
@@ -146,10 +110,10 @@ static void waiter_record_release(tr__record_t *r) {
          * caller already took it with tr_waiter_release (and so passes it
          * on, or uses it, itself). */
         tr__sync_t *owner = w->owner;
-        pthread_mutex_lock(&owner->mu);
+        tr__sync_lock(owner);
         bool pass = !w->claimed;
         w->passed = pass;
-        pthread_mutex_unlock(&owner->mu);
+        tr__sync_unlock(owner);
         if (pass) owner->lost_wake(owner, w->direction);
     }
     waiter_unref(w);
@@ -157,11 +121,7 @@ static void waiter_record_release(tr__record_t *r) {
 
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
                    uint64_t token, tr_waiter_t **out) {
-    tr_runtime_t *rt = port->rt;
-    pthread_mutex_lock(&rt->mu);
-    bool running = rt->state == TR__RUNNING;
-    pthread_mutex_unlock(&rt->mu);
-    if (!running) return TR_ESHUTDOWN;
+    if (!tr__inbox_running(port->inbox)) return TR_ESHUTDOWN;
     if (tr__port_closed(port)) return TR_ECLOSED;
     tr_waiter_t *w = calloc(1, sizeof *w);
     if (!w) return TR_ENOMEM;
@@ -175,8 +135,8 @@ int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *
     w->rec.c.token = token;
     w->rec.c.final = 1;
     w->rec.release = waiter_record_release;
-    atomic_fetch_add(&rt->waiters, 1);
-    atomic_fetch_add(&rt->pending, 1);
+    atomic_fetch_add(&port->stats->waiters, 1);
+    atomic_fetch_add(&port->stats->pending, 1);
     tr__waitq_push(q, w);
     *out = w;
     return TR_PENDING;
@@ -209,14 +169,14 @@ void tr__wake_flush(tr__wakelist_t *wl) {
 
 int tr_waiter_release(tr_waiter_t *w) {
     tr__sync_t *owner = w->owner;
-    pthread_mutex_lock(&owner->mu);
+    tr__sync_lock(owner);
     bool queued = w->q != NULL;
     if (queued) waitq_unlink(w);
     /* Woken, and the wake not passed on already for a closed port: it is
      * the caller's from here on (a record dropped later passes nothing). */
     bool woken = !queued && !w->passed;
     if (woken) w->claimed = true;
-    pthread_mutex_unlock(&owner->mu);
+    tr__sync_unlock(owner);
     if (queued && w->kind == TR__WAIT_PORT) {
         waiter_settled(w);
         waiter_unref(w); /* the queue's reference */
@@ -246,14 +206,12 @@ int tr_waiter_wait(tr_waiter_t *w, double timeout) {
     struct timespec ts;
     const struct timespec *deadline = tr__deadline(timeout, &ts);
     tr__sync_t *owner = w->owner;
-    pthread_mutex_lock(&owner->mu);
-    while (!w->woken) {
-        int err = deadline ? pthread_cond_timedwait(&w->cv, &owner->mu, deadline)
-                           : pthread_cond_wait(&w->cv, &owner->mu);
-        if (err == ETIMEDOUT) break; /* still queued, in the same place */
-    }
+    tr__sync_lock(owner);
+    while (!w->woken)
+        if (tr__cond_wait_until(&w->cv, &owner->mu, TR__RANK_OWNER, deadline) == ETIMEDOUT)
+            break; /* still queued, in the same place */
     bool woken = w->woken;
-    pthread_mutex_unlock(&owner->mu);
+    tr__sync_unlock(owner);
     return woken ? TR_OK : TR_TIMEDOUT;
 }
 
@@ -265,8 +223,7 @@ bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *d
     tr__cond_init_monotonic(&w.cv);
     tr__waitq_push(q, &w);
     while (!w.woken) {
-        int err = deadline ? pthread_cond_timedwait(&w.cv, &owner->mu, deadline)
-                           : pthread_cond_wait(&w.cv, &owner->mu);
+        int err = tr__cond_wait_until(&w.cv, &owner->mu, TR__RANK_OWNER, deadline);
         if (err == ETIMEDOUT && !w.woken) {
             waitq_unlink(&w);
             break;

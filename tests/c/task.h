@@ -108,7 +108,9 @@
     X(stall_worker)                  \
     X(optable_basic)                 \
     X(optable_wraparound)            \
-    X(optable_random_model)
+    X(optable_random_model)          \
+    X(lock_rank_rule)                \
+    X(lock_rank_fires)
 
 #define TEST_IMPL(name) void tt_test_##name(void)
 #define TT_DECLARE_(name) TEST_IMPL(name);

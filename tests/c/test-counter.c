@@ -2,7 +2,7 @@
  * test-counter.c - counter_demo: timers on the loop thread, increments on the
  * workers, and cancellation at each stage in between.
  */
-#include "internal.h"
+#include "runtime.h" /* tr__pool_push, rt->pool */
 #include "task.h"
 
 #include <math.h>

@@ -3,12 +3,12 @@
  *
  * The ops stored are fake pointers: the table never dereferences them.
  */
-#include "internal.h"
+#include "optable.h"
 #include "task.h"
 
 #include <stdlib.h>
 
-#define OP(k) ((tr__op_t *)(uintptr_t)((k) * 16))
+#define OP(k) ((void *)(uintptr_t)((k) * 16))
 
 /* Slot index of key, or -1. */
 static long slot_index(const tr__optable_t *t, uint64_t key) {
@@ -126,7 +126,7 @@ static uint64_t rnd(uint64_t *s) {
 
 TEST_IMPL(optable_random_model) {
     enum { KEYS = 3000 };
-    tr__op_t **model = calloc(KEYS + 1, sizeof *model); /* by key; NULL = absent */
+    void **model = calloc(KEYS + 1, sizeof *model); /* by key; NULL = absent */
     ASSERT_NOT_NULL(model);
     tr__optable_t t = {0};
     uint64_t seed = UINT64_C(0x9E3779B97F4A7C15);
@@ -138,7 +138,7 @@ TEST_IMPL(optable_random_model) {
         uint64_t r = rnd(&seed);
         uint64_t key = 1 + r % KEYS;
         unsigned what = (unsigned)(r >> 40) % 10;
-        tr__op_t *op = OP(key + step * KEYS); /* a fresh value each time */
+        void *op = OP(key + step * KEYS); /* a fresh value each time */
         if (what < (filling ? 6u : 2u)) {
             int rc = tr__optable_put(&t, key, op);
             if (model[key]) {

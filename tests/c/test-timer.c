@@ -7,7 +7,7 @@
  */
 #include "task.h"
 
-#include "internal.h" /* TR__DEFER_MAX */
+#include "inbox.h" /* TR__DEFER_MAX */
 
 #include <math.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /*
  * util.c - helpers shared by the C tests (declared in task.h).
  */
-#include "internal.h"
+#include "runtime.h" /* the loop barrier posts to rt->inbox */
 #include "task.h"
 
 #include <dirent.h>
@@ -135,8 +135,8 @@ typedef struct loop_barrier {
     bool done;
 } loop_barrier;
 
-static void barrier_run(tr_runtime_t *rt, tr__msg_t *msg) {
-    (void)rt;
+static void barrier_run(tr__msg_t *msg, void *ctx) {
+    (void)ctx;
     loop_barrier *b = TR__CONTAINER_OF(msg, loop_barrier, msg);
     pthread_mutex_lock(&b->mu);
     b->done = true;
@@ -149,7 +149,7 @@ static void loop_barrier_pass(tr_runtime_t *rt) {
     pthread_mutex_init(&b.mu, NULL);
     pthread_cond_init(&b.cv, NULL);
     b.msg.run = barrier_run;
-    if (tr__post(rt, &b.msg)) { /* false: stopped, so nothing runs any more */
+    if (tr__inbox_post(&rt->inbox, &b.msg)) { /* false: stopped, so nothing runs any more */
         pthread_mutex_lock(&b.mu);
         while (!b.done) pthread_cond_wait(&b.cv, &b.mu);
         pthread_mutex_unlock(&b.mu);
