@@ -102,9 +102,7 @@ def py_dependencies(pkg: Path) -> dict[str, set[str]]:
     return deps
 
 
-def violations(
-    deps: dict[str, set[str]], layers: dict[str, int], always: set[str]
-) -> list[str]:
+def violations(deps: dict[str, set[str]], layers: dict[str, int], always: set[str]) -> list[str]:
     """Every dependency that does not go strictly down, and every unplaced file."""
     problems = []
     for name, targets in sorted(deps.items()):
@@ -120,10 +118,9 @@ def violations(
                 problems.append(f"{name} -> {target}: {target} is in no layer")
             elif layers[target] >= layers[name]:
                 problems.append(
-                    f"{name} (L{layers[name]}) -> {target} (L{layers[target]}): "
-                    "not a lower layer"
+                    f"{name} (L{layers[name]}) -> {target} (L{layers[target]}): not a lower layer"
                 )
-    for name in sorted(set(layers) - set(deps)):
+    for name in sorted(set(layers) - set(deps) - always):
         problems.append(f"{name}: listed in the layers but no such file")
     return problems
 
@@ -137,9 +134,9 @@ def cycles(deps: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(deps.get(node, ())):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt) :] + [nxt])
+                found.append([*path[path.index(nxt) :], nxt])
             elif nxt in deps and state.get(nxt) is None:
-                visit(nxt, path + [nxt])
+                visit(nxt, [*path, nxt])
         state[node] = 2
 
     for node in sorted(deps):
