@@ -59,6 +59,10 @@ METRIC_NAMES = {
     "peak_rss_mib": "peak RSS",
     "p99_ms": "p99 late",
     "p50_ms": "p50 late",
+    "c1_us": "per item",
+    "c16_us": "per item",
+    "t1_us": "per item",
+    "lock_us": "per acq",
 }
 
 
