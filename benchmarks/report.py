@@ -63,6 +63,8 @@ METRIC_NAMES = {
     "c16_us": "per item",
     "t1_us": "per item",
     "lock_us": "per acq",
+    "main_rt_us": "per trip",
+    "worker_rt_us": "per trip",
 }
 
 
