@@ -72,7 +72,7 @@ def make_variants(stdlib_only: bool) -> list[Variant]:
     """Per sub-case: ours first, then the peers."""
     out: list[Variant] = []
     for sub, (cap, on_thread) in QUEUE_SUBCASES.items():
-        where = "loop on a worker thread" if on_thread else "one loop"
+        where = "worker-thread loop" if on_thread else "main-thread loop"
         metric = f"{sub}_us"
         kinds = [
             ("ours", f"ours: Channel({cap}) await send -> await recv"),

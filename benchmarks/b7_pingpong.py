@@ -87,7 +87,7 @@ def make_variants(stdlib_only: bool) -> list[Variant]:
             out.append(
                 Variant(
                     f"{kind}_{sub}",
-                    f"{label} [{sub}]",
+                    f"{label} [loop on {sub}]",
                     kind == "ours",
                     metric,
                     {metric: Metric("µs", "lower"), "total_s": Metric("s", "lower")},

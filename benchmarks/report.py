@@ -217,7 +217,13 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def _short(label: str, width: int = 46) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
+    """``label`` cut to ``width``, keeping a trailing ``[tag]`` (B6/B7's sub-case, B3's size)."""
+    if len(label) <= width:
+        return label
+    head, sep, tag = label.rpartition(" [")
+    if sep and tag.endswith("]") and len(tag) + 3 <= width // 2:
+        return head[: width - len(tag) - 3] + "…" + sep + tag
+    return label[: width - 1] + "…"
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:
