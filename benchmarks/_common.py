@@ -157,6 +157,15 @@ def prepare_run() -> None:
     gc.collect()
 
 
+def _record(tag: str, v: Variant, r: int, repeat: int, values: dict[str, float]) -> None:
+    """Keep one checked run's metrics and print its progress line."""
+    v.checks += 1
+    for k, val in values.items():
+        v.metrics[k].runs.append(val)
+    p = v.metrics[v.primary]
+    progress(f"[{tag}] run {r}/{repeat}: {v.label}: {fmt_value(values[v.primary], p.unit)}")
+
+
 async def repeat_variants(
     tag: str,
     variants: list[Variant],
@@ -179,12 +188,30 @@ async def repeat_variants(
     for r in range(1, repeat + 1):
         for v in variants:
             prepare_run()
-            values = await run_one(v.name)
-            v.checks += 1
-            for k, val in values.items():
-                v.metrics[k].runs.append(val)
-            p = v.metrics[v.primary]
-            progress(f"[{tag}] run {r}/{repeat}: {v.label}: {fmt_value(values[v.primary], p.unit)}")
+            _record(tag, v, r, repeat, await run_one(v.name))
+
+
+def repeat_variants_sync(
+    tag: str,
+    variants: list[Variant],
+    run_one: Callable[[str], dict[str, float]],
+    repeat: int,
+    warmup: Callable[[str], None] | None = None,
+) -> None:
+    """:func:`repeat_variants` for a case whose runs need no loop running on this thread.
+
+    (B7 runs a blocking side on the main thread, which must not be running a
+    loop; each run starts the loops it needs.)
+    """
+    if warmup is not None:
+        for v in variants:
+            progress(f"[{tag}] warm-up: {v.label}")
+            prepare_run()
+            warmup(v.name)
+    for r in range(1, repeat + 1):
+        for v in variants:
+            prepare_run()
+            _record(tag, v, r, repeat, run_one(v.name))
 
 
 def timer() -> float:

@@ -59,6 +59,12 @@ METRIC_NAMES = {
     "peak_rss_mib": "peak RSS",
     "p99_ms": "p99 late",
     "p50_ms": "p50 late",
+    "c1_us": "per item",
+    "c16_us": "per item",
+    "t1_us": "per item",
+    "lock_us": "per acq",
+    "main_rt_us": "per trip",
+    "worker_rt_us": "per trip",
 }
 
 
@@ -99,9 +105,7 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
     ]
     letter = {o: LETTERS[i] for i, o in enumerate(compared)}
     label_w = max(len(ref[n]["label"]) for n in names) + 2
-    col = [11, 11, 6] + [7] * len(compared)
-    loop_w = sum(col) + len(col)
-    # Rows that show the same metrics share a header (B4 has two such groups).
+    # Rows that show the same metrics share a header (B4 has three such groups).
     groups: list[tuple[tuple[str, ...], list[str]]] = []
     for n in names:
         show = tuple(ref[n].get("show") or [ref[n]["primary"]])
@@ -109,11 +113,31 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
             groups[-1][1].append(n)
         else:
             groups.append((show, [n]))
+
+    # A group's ratio columns: only ours compared with a row of that group
+    # (B6 and B7 have one of ours per group, each with its own peers).
+    def group_ours(rows: list[str]) -> list[str]:
+        return [
+            o
+            for o in compared
+            if o in rows
+            or any(
+                r["ours"] == o and r["peer"] in rows
+                for lp in good
+                for r in case["loops"][lp]["ratios"]
+            )
+        ]
+
+    ncols = max((len(group_ours(rows)) for _show, rows in groups), default=0)
+    col = [11, 11, 6] + [7] * ncols
+    loop_w = sum(col) + len(col)
     head1 = " " * (label_w + 2) + "".join(f"| {lp:^{loop_w - 1}}" for lp in good)
     lines.append(head1.rstrip())
     for show, rows in groups:
+        ours_here = group_ours(rows)
         sub = [METRIC_NAMES.get(m, m) for m in show[:2]]
-        sub += [""] * (2 - len(sub)) + ["±"] + [f"{letter[o]} x" for o in compared]
+        sub += [""] * (2 - len(sub)) + ["±"] + [f"{letter[o]} x" for o in ours_here]
+        sub += [""] * (len(col) - len(sub))
         head2 = f"{'':<{label_w + 2}}" + "".join(
             "|" + "".join(f"{x:>{w}} " for x, w in zip(sub, col)) for _ in good
         )
@@ -128,7 +152,8 @@ def render_case(case_id: str, case: dict[str, Any]) -> list[str]:
                     continue
                 ms = [var["metrics"][m] for m in show[:2]]
                 cells = [_cell(ms[0]), _cell(ms[1]) if len(ms) > 1 else "", _spread(ms[0])]
-                cells += [_speed(_ratio(case, lp, o, n, var["primary"])) for o in compared]
+                cells += [_speed(_ratio(case, lp, o, n, var["primary"])) for o in ours_here]
+                cells += [""] * (len(col) - len(cells))
                 row += "|" + "".join(f"{c:>{w}} " for c, w in zip(cells, col))
             lines.append(row.rstrip())
         # Notes under their group: once if every row has it, else with the row's label.
@@ -192,7 +217,13 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def _short(label: str, width: int = 46) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
+    """``label`` cut to ``width``, keeping a trailing ``[tag]`` (B6/B7's sub-case, B3's size)."""
+    if len(label) <= width:
+        return label
+    head, sep, tag = label.rpartition(" [")
+    if sep and tag.endswith("]") and len(tag) + 3 <= width // 2:
+        return head[: width - len(tag) - 3] + "…" + sep + tag
+    return label[: width - 1] + "…"
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:

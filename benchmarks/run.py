@@ -1,4 +1,4 @@
-"""Run the tokio_runtime benchmark suite (issue 5): cases B1-B5, on asyncio and uvloop.
+"""Run the tokio_runtime benchmark suite (issue 5): cases B1-B7, on asyncio and uvloop.
 
 Each case runs once per loop kind in a fresh interpreter (``bXX_*.py --loop
 KIND --json``), which measures every variant ``--repeat`` times (interleaved,
@@ -41,6 +41,8 @@ CASES = {
     "B3": "b3_throughput",
     "B4": "b4_scale",
     "B5": "b5_locks",
+    "B6": "b6_handoff",
+    "B7": "b7_pingpong",
 }
 SCHEMA = "tokio_runtime.bench/1"
 
