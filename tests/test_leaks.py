@@ -87,7 +87,7 @@ def test_a_million_operations_leave_nothing_behind():
     try:
         for loop in loops:  # warm-up: ports, free lists, caches
             loop.run_until_complete(batch(ch, lock, -1))
-        ports = [weakref.ref(ports_of(rt).by_loop[loop]) for loop in loops]
+        ports = [weakref.ref(ports_of(rt).by_loop_id[id(loop)]) for loop in loops]
         settle(loops)
         gc.collect()
         base = stats()

@@ -35,23 +35,38 @@ SWEEP_INTERVAL = 0.25
 
 
 class Ports:
-    """The ports of one runtime (``rt_ptr``), by loop and by id.
+    """The ports of one runtime (``rt_ptr``), by ``id(loop)`` and by port id.
 
-    ``by_loop`` is read without a lock on the hot path (a dict lookup is
-    atomic under the GIL); ports are added and removed under a lock.
-    ``check_usable()`` raises if the runtime may not be used any more.
+    ``by_loop_id`` is read without a lock on the hot path (a dict lookup is
+    atomic under the GIL); ports are added and removed under a lock.  It is
+    keyed by ``id(loop)``, not the loop: the runtime must not keep a loop
+    alive (a port holds its loop weakly, and is closed and forgotten when
+    the loop is collected, before its id can be reused), and a plain dict
+    keeps the lookup cheap (``id()`` adds ~20 ns to it, a
+    ``WeakKeyDictionary`` ~90 ns).  ``check_usable()`` raises if the runtime
+    may not be used any more.
     """
 
-    __slots__ = ("_lock", "_port_ids", "by_id", "by_loop", "check_usable", "next_token", "rt_ptr")
+    __slots__ = (
+        "_lock",
+        "_port_ids",
+        "by_id",
+        "by_loop_id",
+        "check_usable",
+        "next_token",
+        "rt_ptr",
+    )
 
     def __init__(self, rt_ptr: Any, check_usable: Callable[[], None]) -> None:
         self.rt_ptr = rt_ptr
         self.check_usable = check_usable
-        self._lock = threading.Lock()
+        # Reentrant: a loop collected while this thread holds it (in
+        # port_for) closes its port, which takes it again (forget).
+        self._lock = threading.RLock()
         #: A fresh token (never 0, never reused by this runtime).
         self.next_token: Callable[[], int] = itertools.count(1).__next__
         self._port_ids = itertools.count(1)
-        self.by_loop: dict[asyncio.AbstractEventLoop, Port] = {}
+        self.by_loop_id: dict[int, Port] = {}
         self.by_id: dict[int, Port] = {}
 
     def check(self, rc: int) -> None:
@@ -63,17 +78,18 @@ class Ports:
 
     def port_for(self, loop: asyncio.AbstractEventLoop) -> Port:
         """The port of ``loop``, created on first use."""
-        port = self.by_loop.get(loop)
+        key = id(loop)
+        port = self.by_loop_id.get(key)
         if port is not None and not port.closed:
             return port
         self.check_usable()
         first = False
         with self._lock:
-            port = self.by_loop.get(loop)
+            port = self.by_loop_id.get(key)
             if port is None or port.closed:
                 port_id = next(self._port_ids)
                 port = Port(self.rt_ptr, loop, port_id, self.next_token, self.check, self.forget)
-                self.by_loop[loop] = port
+                self.by_loop_id[key] = port
                 first = not self.by_id
                 self.by_id[port.id] = port
         if first:  # the dispatcher may sleep without a timeout: start its sweeps
@@ -83,8 +99,8 @@ class Ports:
     def forget(self, port: Port) -> None:
         """Drop a closed port (any thread)."""
         with self._lock:
-            if self.by_loop.get(port.loop) is port:
-                del self.by_loop[port.loop]
+            if self.by_loop_id.get(port.loop_key) is port:
+                del self.by_loop_id[port.loop_key]
             self.by_id.pop(port.id, None)
 
     def all(self) -> list[Port]:
@@ -93,10 +109,22 @@ class Ports:
             return list(self.by_id.values())
 
     def sweep_closed(self) -> None:
-        """Close the ports whose loop is closed."""
+        """Close the ports whose loop is closed (or collected)."""
         for port in self.all():
-            if port.loop.is_closed():
+            loop = port.loop
+            if loop is None or loop.is_closed():
                 port.close()
+
+    def detach_running_loops(self) -> None:
+        """At interpreter exit: detach the ports of loops still running.
+
+        Such a loop runs in a daemon thread (the interpreter joined every
+        other thread before its exit hooks): see :meth:`Port.detach`.
+        """
+        for port in self.all():
+            loop = port.loop
+            if loop is not None and loop.is_running():
+                port.detach()
 
     def schedule_drains(self, ids: Any, n: int) -> None:
         """Ask the loops of the first ``n`` port ids in ``ids`` to drain."""
@@ -126,7 +154,7 @@ class Ports:
         """In a forked child: forget every port without touching C."""
         for port in list(self.by_id.values()):
             port.disown()
-        self.by_loop.clear()
+        self.by_loop_id.clear()
         self.by_id.clear()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import weakref
 from typing import Any, Callable
 
 from ._errors import status_error
@@ -37,6 +38,10 @@ log = logging.getLogger("tokio_runtime")
 
 #: Records copied out of C per ``tr_port_drain`` call.
 DRAIN_BATCH = 256
+#: Records one drain callback delivers at most; it then yields to the loop
+#: (``loop.call_soon``) and delivers the rest in a later turn, so a queue
+#: that keeps filling cannot hold the loop (nor Ctrl-C) in one callback.
+DRAIN_TURN = 4 * DRAIN_BATCH
 #: One ``tr_completion_t``: token (u64), status (i32), final (i32), value
 #: (i64).  A drained batch is unpacked with one ``iter_unpack`` instead of
 #: four cdata field reads per record.
@@ -94,8 +99,12 @@ class Port:
 
     Only the loop's thread submits through a port and drains it, so
     ``pending`` (token -> handler) needs no lock.  Closing the port (when its
-    loop is found closed, or at shutdown) cancels its native operations and
-    drops their late records quietly.
+    loop is found closed, is garbage-collected, or at shutdown) cancels its
+    native operations and drops their late records quietly.
+
+    The port holds its loop weakly (``loop`` is ``None`` once it is gone), so
+    a loop dropped without ``close()`` can be collected; its pending futures
+    do hold it, though (see the README's "Dropped loop" guarantee).
 
     ``rt_ptr`` is the runtime's ``tr_runtime_t *``; ``next_token`` gives the
     runtime's tokens; ``check(rc)`` raises for a refused submission (it knows
@@ -105,6 +114,7 @@ class Port:
 
     __slots__ = (
         "__weakref__",
+        "_loop",
         "_recs",
         "_view",
         "check",
@@ -112,7 +122,7 @@ class Port:
         "forget",
         "id",
         "kick_pending",
-        "loop",
+        "loop_key",
         "next_token",
         "pending",
         "ptr",
@@ -140,7 +150,11 @@ class Port:
         self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
         self._view = memoryview(ffi.buffer(self._recs))
         self.rt_ptr = rt_ptr
-        self.loop = loop
+        # Weak: the runtime must not keep a dropped loop alive.  When the loop
+        # is collected the callback closes the port (before the loop's memory,
+        # and so its id(), can be reused: ports are found by id(loop)).
+        self._loop = weakref.ref(loop, _closer(weakref.ref(self)))
+        self.loop_key = id(loop)
         self.id = port_id
         self.next_token = next_token
         self.check = check
@@ -152,9 +166,16 @@ class Port:
         self.closed = False
         self.kick_pending = False
 
+    @property
+    def loop(self) -> Any:
+        """The port's asyncio loop, or ``None`` once it was garbage-collected."""
+        return self._loop()
+
     # -- loop thread ---------------------------------------------------------
-    def start(self, start: Callable[..., int], args: tuple[Any, ...]) -> int:
-        """Submit one native operation; return its token.
+    def start(
+        self, loop: asyncio.AbstractEventLoop, start: Callable[..., int], args: tuple[Any, ...]
+    ) -> int:
+        """Submit one native operation from ``loop`` (this port's); return its token.
 
         ``start(rt_ptr, port_ptr, token, *args)`` is the C submission
         function.  A refused submission raises (``check``).  The runtime's
@@ -168,11 +189,12 @@ class Port:
             self.check(rc)
         if not self.kick_pending:  # self.submitted(), inlined
             self.kick_pending = True
-            self.loop.call_soon(self._kick)
+            loop.call_soon(self._kick)
         return token
 
     def submit(
         self,
+        loop: asyncio.AbstractEventLoop,
         start: Callable[..., int],
         args: tuple[Any, ...],
         result: Any,
@@ -184,8 +206,8 @@ class Port:
         ``result`` when the operation completes, and its ``cancel()``
         reaches C.  No future exists if the submission is refused.
         """
-        token = self.start(start, args)
-        fut = cls(loop=self.loop)
+        token = self.start(loop, start, args)
+        fut = cls(loop=loop)
         fut._tr_port = self
         fut._tr_token = token
         fut._tr_result = result
@@ -201,8 +223,10 @@ class Port:
         it happened to catch.  Deadlines count from each submission anyway.
         """
         if not self.kick_pending:
-            self.kick_pending = True
-            self.loop.call_soon(self._kick)
+            loop = self.loop
+            if loop is not None:
+                self.kick_pending = True
+                loop.call_soon(self._kick)
 
     def _kick(self) -> None:
         self.kick_pending = False
@@ -213,17 +237,23 @@ class Port:
         if self.pending.pop(token, None) is not None:
             lib.tr_cancel(self.rt_ptr, token)  # TR_ESHUTDOWN: already cancelled
 
-    def drain(self) -> None:
-        """Deliver every queued record (runs on the loop's thread).
+    def drain(self, limit: int | None = DRAIN_TURN) -> None:
+        """Deliver the queued records (runs on the loop's thread).
 
-        A handler's exception is reported to the loop's exception handler;
-        a ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from an
-        ``on_tick`` callback) is re-raised only after the whole queue is
-        delivered, so no record is ever lost or leaked.
+        At most about ``limit`` records per call (``None``: until the queue
+        is empty): past that, the rest is delivered by another ``drain``
+        scheduled with ``loop.call_soon``, after the callbacks that became
+        ready meanwhile.  (The queue reports no new edge while it is not
+        empty, so that call is what finishes it.)  A handler's exception is
+        reported to the loop's exception handler; a
+        ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from an
+        ``on_tick`` callback) is re-raised only after the batch is delivered
+        and the rest scheduled, so no record is ever lost or leaked.
         """
         recs, view, ptr, pending = self._recs, self._view, self.ptr, self.pending
         unpack, size = _RECORD.iter_unpack, _RECORD.size
         interrupt: BaseException | None = None
+        left = limit
         while True:
             n = lib.tr_port_drain(ptr, recs, DRAIN_BATCH)
             for token, status, final, value in unpack(view[: n * size]):
@@ -248,6 +278,11 @@ class Port:
                     interrupt = interrupt or exc
             if n < DRAIN_BATCH:
                 break
+            if left is not None:
+                left -= n
+                if left <= 0:
+                    self.loop.call_soon(self.drain)
+                    break
         if interrupt is not None:
             raise interrupt
 
@@ -260,7 +295,7 @@ class Port:
         if self.closed:
             return
         try:
-            self.drain()
+            self.drain(None)
         finally:
             self._abort_handlers(loop_alive=True)
             self.close()
@@ -269,7 +304,10 @@ class Port:
     def schedule_drain(self) -> None:
         """Ask the loop to drain (the dispatcher, or a thread doing its job)."""
         loop = self.loop
-        if asyncio._get_running_loop() is loop:
+        if loop is None:  # collected: its weakref callback closes the port
+            return
+        own = asyncio._get_running_loop() is loop  # (a separate name keeps mypy's type)
+        if own:
             loop.call_soon(self.drain)  # our own loop: no wake-up needed
             return
         try:
@@ -279,8 +317,12 @@ class Port:
 
     def schedule_abort(self) -> None:
         """Have the loop run :meth:`abort_all`, or close now if it is closed."""
+        loop = self.loop
+        if loop is None:
+            self.close()
+            return
         try:
-            self.loop.call_soon_threadsafe(self.abort_all)
+            loop.call_soon_threadsafe(self.abort_all)
         except RuntimeError:
             self.close()
 
@@ -296,9 +338,9 @@ class Port:
     def close(self) -> None:
         """Drop everything bound to this port; cancel its native operations.
 
-        Called once the port's loop is closed (its futures can no longer be
-        awaited, so they are dropped unresolved, but waiters give their
-        channel or lock back) and at the end of a shutdown.
+        Called once the port's loop is closed or collected (its futures can
+        no longer be awaited, so they are dropped unresolved, but waiters give
+        their channel or lock back) and at the end of a shutdown.
         """
         if self.closed:
             return
@@ -308,7 +350,8 @@ class Port:
         if self.pending:
             log.debug("port %d closed with %d operations pending", self.id, len(self.pending))
             self._abort_handlers(loop_alive=False)
-        if self.loop.is_closed():
+        loop = self.loop
+        if loop is None or loop.is_closed():
             # Woken, but their tasks will never run again to take the wake:
             # pass it on.  (At shutdown, with the loop alive, they still run.)
             woken = self.woken
@@ -319,7 +362,34 @@ class Port:
                     break
                 waiter.release(used=False)
 
+    def detach(self) -> None:
+        """Stop this port's native operations, leaving its futures pending.
+
+        For interpreter exit: a loop still running then runs in a daemon
+        thread that dies with the interpreter; cancelling its futures would
+        only make its tasks raise ``CancelledError`` on the way out.  Its
+        records are dropped from now on, and a shutdown leaves it alone.
+        """
+        if not self.closed:
+            self.closed = True
+            lib.tr_port_close(self.ptr)
+
     def disown(self) -> None:
         """In a forked child: never run C cleanup for the parent's port."""
         ffi.gc(self.ptr, None)
         self.closed = True
+
+
+def _closer(port_ref: weakref.ReferenceType[Port]) -> Callable[[Any], None]:
+    """The callback of a port's weakref to its loop: close the port.
+
+    It holds the port weakly, so a port closed and forgotten meanwhile is
+    freed by reference counting, not left in a cycle for the collector.
+    """
+
+    def loop_collected(_: Any) -> None:
+        port = port_ref()
+        if port is not None:
+            port.close()
+
+    return loop_collected

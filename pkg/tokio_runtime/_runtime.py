@@ -61,6 +61,8 @@ class Runtime:
         self._pid = os.getpid()
         self._state = _RUNNING
         self._lock = threading.Lock()
+        # Set once a shutdown has joined every thread (see shutdown()).
+        self._joined = threading.Event()
         self._ports = Ports(self._ptr, self._check_usable)
         try:
             # Named like the native threads: loop -0, workers -1..-N,
@@ -151,36 +153,51 @@ class Runtime:
         milliseconds; if one is still busy when it expires, a warning is
         logged on the ``tokio_runtime`` logger and the joining finishes on a
         background thread.  Safe from any thread, including a loop thread
-        (it never waits for a loop).  In a forked child it does nothing: the
-        parent's threads are not there to join.
+        (it never waits for a loop).  A call made while another one is under
+        way returns, like it, once the threads are joined (or after its own
+        ``timeout``, with the same warning).  In a forked child it does
+        nothing: the parent's threads are not there to join.
         """
         limit = timeout_seconds("timeout", timeout)
         with self._lock:
-            if self._state != _RUNNING:
-                return
             if self._pid != os.getpid():
                 self._state = _FORKED
-                return
-            self._state = _STOPPED
+            state = self._state
+            if state == _RUNNING:
+                self._state = _STOPPED
+        if state == _FORKED:
+            return
+        if state == _STOPPED:
+            # Another call is shutting down: like it, return once the threads
+            # are joined (never waits for a loop: that call does not either).
+            if not self._joined.wait(None if limit < 0 else limit):
+                self._warn_not_stopped(limit)
+            return
         # Releases the GIL while it waits.
         if lib.tr_runtime_shutdown_timeout(self._ptr, limit) == lib.TR_OK:
             self._finish_shutdown()
             return
+        self._warn_not_stopped(limit)
+        threading.Thread(
+            target=self._finish_shutdown, args=(True,), name="tokio-runtime-reaper", daemon=True
+        ).start()
+
+    def _warn_not_stopped(self, limit: float) -> None:
         log.warning(
             "tokio_runtime: runtime %r did not stop within %.3g s; "
             "its threads are joined in the background",
             self.thread_name,
             limit,
         )
-        threading.Thread(
-            target=self._finish_shutdown, args=(True,), name="tokio-runtime-reaper", daemon=True
-        ).start()
 
     def _finish_shutdown(self, wait_native: bool = False) -> None:
-        if wait_native:
-            lib.tr_runtime_shutdown(self._ptr)
-        if self._dispatcher is not threading.current_thread():
-            self._dispatcher.join()  # it delivered the last records and returned
+        try:
+            if wait_native:
+                lib.tr_runtime_shutdown(self._ptr)
+            if self._dispatcher is not threading.current_thread():
+                self._dispatcher.join()  # it delivered the last records and returned
+        finally:
+            self._joined.set()  # concurrent shutdown() calls return now
         for port in self._ports.all():
             port.schedule_abort()
 
@@ -213,8 +230,18 @@ def live_runtimes() -> list[Runtime]:
 
 
 def shutdown_all() -> None:
-    """Shut every live runtime down (the exit hook)."""
+    """The exit hook: shut every live runtime down.
+
+    A loop still running now runs in a daemon thread (the interpreter joined
+    every other thread before calling exit hooks), which ends with the
+    interpreter, like a daemon thread blocked in ``queue.Queue.get()``.
+    Cancelling its futures would only make its tasks raise
+    ``CancelledError`` out of ``asyncio.run`` on the way out, a traceback
+    per thread: its port is detached first instead, so its operations are
+    stopped natively and their futures stay pending, quietly.
+    """
     for rt in list(_live):
+        rt._ports.detach_running_loops()
         rt.shutdown()
 
 

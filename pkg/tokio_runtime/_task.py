@@ -5,12 +5,14 @@ keeps a small shared handle (``tr_task_t``) whose progress and status any
 thread can read without a lock and without the GIL-holding loop's help, so
 ``TaskHandle.progress`` keeps counting while the asyncio thread is busy.  Its
 progress records reach the spawning loop like any other completion and drive
-``on_tick`` and :meth:`TaskHandle.ticks` there, every iteration in order.
+``on_tick`` and :meth:`TaskHandle.ticks` there, every iteration in order, a
+time slice of calls per loop turn when they fall behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Callable
 
@@ -22,6 +24,13 @@ from ._validate import seconds as check_seconds
 
 #: Largest iteration count (the C side counts in int64).
 MAX_COUNT = 2**63 - 1
+#: Longest one turn of the spawning loop spends on a ticker's ``on_tick``
+#: calls (seconds): at least one call, then calls go on until this much time
+#: has passed; the rest follow in a later turn (``loop.call_soon``), so a
+#: backlog of slow callbacks never starves the loop's other callbacks.
+TICK_SLICE = 0.005
+_clock = time.perf_counter
+_OK = lib.TR_OK
 
 
 class TaskHandle:
@@ -35,7 +44,20 @@ class TaskHandle:
     * :meth:`cancel` stops it from any thread; :meth:`done`,
       :meth:`cancelled` and :attr:`progress` read the native state, from any
       thread, even while the spawning loop is busy or gone.
-    * ``on_tick(i)`` and :meth:`ticks` run on the spawning loop.
+    * ``on_tick(i)`` and :meth:`ticks` run on the spawning loop, for every
+      iteration in order.  When ``on_tick`` is slower than the interval, the
+      ticker keeps its native pace (``progress`` stays exact) and the calls
+      fall behind: the backlog is delivered in order, at most about
+      ``TICK_SLICE`` (5 ms) of calls per loop turn, so the loop's other
+      callbacks and Ctrl-C still get their turn.  ``await handle`` and
+      ``ticks()`` end only after the last iteration was delivered.
+    * Once :meth:`cancel` has returned ``True``, no further ``on_tick``
+      call starts (except, from another thread, the one the loop thread was
+      starting) and ``ticks()`` yields nothing more: iterations not yet
+      delivered are dropped, though ``progress`` counts them.  The same holds
+      once a cancellation for any other reason (shutdown) reaches the loop.
+      If the task completes anyway (its last iteration won the race with
+      the cancel), every iteration is still delivered.
 
     If the spawning loop closes first, the native timer is stopped within the
     runtime's sweep interval (0.25 s): the task ends as cancelled, ``progress``
@@ -46,12 +68,16 @@ class TaskHandle:
     __slots__ = (
         "_count",
         "_delivered",
+        "_final",
         "_finished",
         "_fut",
         "_loop",
         "_on_tick",
         "_ptr",
         "_rt_ptr",
+        "_scheduled",
+        "_seen",
+        "_stop",
         "_token",
         "_watchers",
     )
@@ -73,7 +99,11 @@ class TaskHandle:
         self._on_tick = on_tick
         self._fut: asyncio.Future[int] = loop.create_future()
         self._delivered = 0  # iterations seen on the loop (on_tick, ticks())
-        self._finished = False  # the final record was seen on the loop
+        self._seen = 0  # iterations reported by the records so far
+        self._final: int | None = None  # the final record's status, once seen
+        self._stop = False  # cancel() was called: start no more on_tick
+        self._scheduled = False  # a _pump is queued with call_soon
+        self._finished = False  # every iteration delivered after the final record
         self._watchers: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
@@ -117,6 +147,7 @@ class TaskHandle:
         """
         if self.done():
             return False
+        self._stop = True  # no more on_tick calls: see the class docs
         lib.tr_cancel(self._rt_ptr, self._token)  # after shutdown: already cancelled
         return True
 
@@ -154,25 +185,51 @@ class TaskHandle:
 
     # -- handler protocol (loop thread) -----------------------------------------------
     def _tr_deliver(self, status: int, value: int, final: int) -> None:
+        # Records are coalesced in C: one may account for several iterations.
+        if value > self._seen:
+            self._seen = value
+        if final:
+            self._final = status
+        if not self._scheduled:  # else the queued _pump goes on from here
+            self._pump()
+
+    def _pump(self) -> None:
+        """Deliver iterations in order, for at most TICK_SLICE of this turn."""
+        self._scheduled = False
         interrupt: BaseException | None = None
         on_tick = self._on_tick
-        # Records are coalesced in C: one may account for several iterations.
-        while self._delivered < value:
+        end = _clock() + TICK_SLICE
+        calls = 0
+        while self._delivered < self._seen:
+            final = self._final
+            if final is None:
+                if self._stop:
+                    break  # cancel(): wait for the final record to say how it ended
+            elif final != _OK:
+                self._seen = self._delivered  # cancelled: drop the backlog
+                break
+            if on_tick is None:
+                self._delivered = self._seen
+                break
+            if calls and _clock() >= end:  # yield to the loop, go on next turn
+                self._scheduled = True
+                self._loop.call_soon(self._pump)
+                break
+            calls += 1
             self._delivered += 1
-            if on_tick is not None:
-                try:
-                    on_tick(self._delivered)
-                except Exception as exc:
-                    self._loop.call_exception_handler(
-                        {"message": "tokio_runtime: on_tick raised", "exception": exc}
-                    )
-                except BaseException as exc:  # keep counting; re-raise at the end
-                    interrupt = interrupt or exc
-        if final:
+            try:
+                on_tick(self._delivered)
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "tokio_runtime: on_tick raised", "exception": exc}
+                )
+            except BaseException as exc:  # keep counting; re-raise at the end
+                interrupt = interrupt or exc
+        if self._final is not None and self._delivered == self._seen and not self._finished:
             self._finished = True
             if not self._fut.done():
-                if status == lib.TR_OK:
-                    self._fut.set_result(value)
+                if self._final == _OK:
+                    self._fut.set_result(self._seen)
                 else:
                     self._fut.cancel()
         self._wake_watchers()
@@ -180,6 +237,8 @@ class TaskHandle:
             raise interrupt
 
     def _tr_abort(self, loop_alive: bool) -> None:
+        self._final = lib.TR_CANCELLED  # a queued _pump delivers nothing more
+        self._seen = self._delivered
         self._finished = True
         if loop_alive:
             if not self._fut.done():
@@ -203,7 +262,7 @@ def spawn_background(
     loop = asyncio.get_running_loop()
     port = ports.port_for(loop)
     out = ffi.new("tr_task_t **")
-    token = port.start(lib.tr_ticker, (n, s, out))
+    token = port.start(loop, lib.tr_ticker, (n, s, out))
     lib.tr_runtime_kick(ports.rt_ptr)  # start now: it ticks while Python is busy
     handle = TaskHandle(ports.rt_ptr, loop, token, out[0], n, callback)
     port.pending[token] = handle

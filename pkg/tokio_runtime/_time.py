@@ -34,10 +34,10 @@ def sleep(ports: Ports, seconds: float, result: Any = None) -> asyncio.Future[An
     if (cls is not float and cls is not int) or not 0 <= seconds <= MAX_SECONDS:
         seconds = check_seconds("seconds", seconds)  # raises, or converts
     loop = get_running_loop()
-    port = ports.by_loop.get(loop)
+    port = ports.by_loop_id.get(id(loop))
     if port is None or port.closed:
         port = ports.port_for(loop)
-    return port.submit(_tr_sleep, (seconds,), result)  # type: ignore[no-any-return]
+    return port.submit(loop, _tr_sleep, (seconds,), result)  # type: ignore[no-any-return]
 
 
 class _Deadline:
@@ -53,12 +53,27 @@ class _Deadline:
     def _tr_deliver(self, status: int, value: int, final: int) -> None:
         if not self.armed:
             return
-        self.armed = False
         if status == lib.TR_OK:
+            # A task whose awaited future is already done (or that awaits
+            # none) is scheduled to resume: cancelling it now would throw
+            # CancelledError in instead of that result (asyncio's
+            # _must_cancel).  The result wins: let the task take it first,
+            # and expire one turn later unless its finally disarmed us.
+            waiter = getattr(self.task, "_fut_waiter", None)
+            if waiter is None or waiter.done():
+                self.task.get_loop().call_soon(self._expire)
+                return
             self.fired = True
         # else TR_CANCELLED: not our doing (disarming unregisters first), so
         # the runtime is shutting down: cancel like any pending operation.
+        self.armed = False
         self.task.cancel()
+
+    def _expire(self) -> None:
+        if self.armed:  # the awaitable took its result but has not finished
+            self.armed = False
+            self.fired = True
+            self.task.cancel()
 
     def _tr_abort(self, loop_alive: bool) -> None:
         # The runtime shut down under the deadline: cancel the waiting task
@@ -93,7 +108,7 @@ async def _timeout(ports: Ports, seconds: float, awaitable: Awaitable[T]) -> T:
         if task is None:
             raise RuntimeError("timeout() must be awaited inside an asyncio task")
         port = ports.port_for(loop)
-        token = port.start(_tr_sleep, (seconds,))
+        token = port.start(loop, _tr_sleep, (seconds,))
     except BaseException:
         _close_quietly(awaitable)  # it will never be awaited
         raise

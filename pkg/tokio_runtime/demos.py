@@ -105,7 +105,7 @@ def shared_counter_demo(increments: int) -> asyncio.Future[int]:
     ports = ports_of(get_runtime())
     port = ports.port_for(loop)
     fut: asyncio.Future[int] = port.submit(
-        lib.tr_counter_demo, (n, STEP_SECONDS), None, _CountFuture
+        loop, lib.tr_counter_demo, (n, STEP_SECONDS), None, _CountFuture
     )
     lib.tr_runtime_kick(ports.rt_ptr)  # start now: its workers run while Python is busy
     return fut
@@ -139,12 +139,12 @@ def with_timeout(operation_ms: int, timeout_ms: int) -> asyncio.Future[str]:
         to_ms = u64("timeout_ms", to_ms)
     loop = asyncio.get_running_loop()
     ports = ports_of(get_runtime())
-    port = ports.by_loop.get(loop)
+    port = ports.by_loop_id.get(id(loop))
     if port is None or port.closed:
         port = ports.port_for(loop)
     seconds = (op_ms / 1000.0, to_ms / 1000.0)
     fut: _TimeoutFuture = port.submit(
-        lib.tr_timeout_sleep, seconds, "Operation completed", _TimeoutFuture
+        loop, lib.tr_timeout_sleep, seconds, "Operation completed", _TimeoutFuture
     )
     fut._tr_ms = (op_ms, to_ms)
     return fut
