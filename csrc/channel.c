@@ -9,9 +9,23 @@
  * put in wakes one receiver and each slot freed wakes one sender, so a burst
  * of sends does not stampede every waiting consumer.
  *
+ * The ring normally holds at most cap items, but tr_channel_unget may push
+ * it past cap for a while: every check is "len >= cap means full", and a
+ * take wakes senders only for the slots actually free.
+ *
+ * Receipts (tr_channel_sent/_taken) are two thread-locals per thread, set
+ * under the channel lock by the put and take paths: the last successful put
+ * (channel, item) and the last take (channel, item).  recv_many sets the
+ * take receipt to the last item of its batch (that is the last item the
+ * thread took; its callers read items[] and *n anyway).  A receipt names
+ * its channel by address only, so a channel freed and another allocated at
+ * the same address may match an old receipt; callers read receipts right
+ * after the call, while they hold their reference.
+ *
  * Layer L5.  Every function: any thread (the *_blocking ones block it).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "clock.h"
@@ -23,7 +37,7 @@
 struct tr_channel {
     tr__sync_t base; /* first member: a tr__sync_t * is a tr_channel_t * */
     uint64_t *ring;
-    size_t slots;    /* allocated ring slots (a power of two), <= grows to cap */
+    size_t slots;    /* allocated ring slots (a power of two); grows on demand */
     size_t cap, head, len;
     bool closed;
     tr__waitq_t recvq, sendq;
@@ -42,8 +56,15 @@ static bool ready(const tr_channel_t *ch, int direction) {
 }
 
 static void channel_lost_wake(tr__sync_t *s, int direction) {
-    tr_channel_notify((tr_channel_t *)s, direction);
+    tr_channel_notify((tr_channel_t *)s, direction, NULL);
 }
+
+/* This thread's receipts. */
+typedef struct receipt {
+    const tr_channel_t *ch; /* NULL: none */
+    uint64_t item;
+} receipt;
+static _Thread_local receipt last_put, last_take;
 
 int tr_channel_new(size_t capacity, tr_channel_t **out) {
     if (!out || capacity == 0 || capacity > TR__CHANNEL_MAX_CAPACITY) return TR_EINVAL;
@@ -63,8 +84,13 @@ void tr_channel_release(tr_channel_t *ch) {
 
 /* ---- the ring (lock held) ------------------------------------------------- */
 
-static int ring_grow(tr_channel_t *ch) {
+/* Make room for `more` items beyond len.  TR_ENOMEM: nothing changed. */
+static int ring_reserve(tr_channel_t *ch, size_t more) {
+    if (more <= ch->slots - ch->len) return TR_OK;
+    if (more > (SIZE_MAX / sizeof(uint64_t)) / 2 - ch->len) return TR_ENOMEM;
+    size_t need = ch->len + more;
     size_t n = ch->slots ? ch->slots * 2 : TR__RING_MIN;
+    while (n < need) n *= 2;
     uint64_t *ring = malloc(n * sizeof *ring);
     if (!ring) return TR_ENOMEM;
     for (size_t i = 0; i < ch->len; i++) ring[i] = ch->ring[(ch->head + i) & (ch->slots - 1)];
@@ -76,13 +102,18 @@ static int ring_grow(tr_channel_t *ch) {
 }
 
 static int ring_put(tr_channel_t *ch, uint64_t item) {
-    if (ch->len == ch->slots) {
-        int rc = ring_grow(ch);
-        if (rc != TR_OK) return rc;
-    }
+    int rc = ring_reserve(ch, 1);
+    if (rc != TR_OK) return rc;
     ch->ring[(ch->head + ch->len) & (ch->slots - 1)] = item;
     ch->len++;
     return TR_OK;
+}
+
+/* Room reserved: item becomes the head. */
+static void ring_push_front(tr_channel_t *ch, uint64_t item) {
+    ch->head = (ch->head - 1) & (ch->slots - 1);
+    ch->ring[ch->head] = item;
+    ch->len++;
 }
 
 static uint64_t ring_take(tr_channel_t *ch) {
@@ -97,54 +128,64 @@ static int put_locked(tr_channel_t *ch, uint64_t item, tr__wakelist_t *wl) {
     if (ch->closed) return TR_ECLOSED;
     if (ch->len >= ch->cap) return TR_EFULL;
     int rc = ring_put(ch, item);
-    if (rc == TR_OK) tr__waitq_wake_one(&ch->recvq, wl);
-    return rc;
+    if (rc != TR_OK) return rc;
+    last_put = (receipt){ch, item};
+    tr__waitq_wake_one(&ch->recvq, wl);
+    return TR_OK;
 }
 
-/* Lock held.  Take up to max items; wake one sender per slot freed. */
+/* Lock held.  Take up to max items; wake one sender per slot freed (none
+ * while unget keeps the ring at or over capacity). */
 static int take_locked(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
                        tr__wakelist_t *wl) {
     size_t k = 0;
     while (k < max && ch->len > 0) items[k++] = ring_take(ch);
     *n = k;
     if (k == 0) return ch->closed ? TR_ECLOSED : TR_EEMPTY;
-    for (size_t i = 0; i < k; i++)
+    last_take = (receipt){ch, items[k - 1]};
+    size_t room = ch->len < ch->cap ? ch->cap - ch->len : 0;
+    for (size_t i = 0; i < k && i < room; i++)
         if (!tr__waitq_wake_one(&ch->sendq, wl)) break;
     return TR_OK;
 }
 
 /* ---- public ------------------------------------------------------------------ */
 
-int tr_channel_try_send(tr_channel_t *ch, uint64_t item) {
+int tr_channel_try_send(tr_channel_t *ch, uint64_t item, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     tr__wakelist_t wl = {0};
     tr__sync_lock(&ch->base);
     int rc = put_locked(ch, item, &wl);
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
     return rc;
 }
 
-int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n) {
+int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
+                         tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     if (!items || !n || max == 0) return TR_EINVAL;
     tr__wakelist_t wl = {0};
     tr__sync_lock(&ch->base);
     int rc = take_locked(ch, items, max, n, &wl);
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
     return rc;
 }
 
-int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item) {
+int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item, tr_wakes_t *wakes) {
     size_t n;
-    return tr_channel_recv_many(ch, item, 1, &n);
+    return tr_channel_recv_many(ch, item, 1, &n, wakes);
 }
 
-uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none) {
+uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none, tr_wakes_t *wakes) {
     uint64_t item;
-    return tr_channel_try_recv(ch, &item) == TR_OK ? item : none;
+    return tr_channel_try_recv(ch, &item, wakes) == TR_OK ? item : none;
 }
 
-int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
+int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout,
+                             tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     if (isnan(timeout)) return TR_EINVAL;
     struct timespec ts;
     const struct timespec *deadline = tr__deadline(timeout, &ts);
@@ -154,17 +195,19 @@ int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout) {
     for (;;) {
         rc = put_locked(ch, item, &wl);
         if (rc != TR_EFULL) break;
-        if (!tr__waitq_block(&ch->base, &ch->sendq, deadline)) {
+        if (!tr__waitq_block(&ch->base, &ch->sendq, 0, deadline)) {
             rc = TR_TIMEDOUT;
             break;
         }
     }
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
     return rc;
 }
 
-int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout) {
+int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout,
+                             tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     if (!item || isnan(timeout)) return TR_EINVAL;
     struct timespec ts;
     const struct timespec *deadline = tr__deadline(timeout, &ts);
@@ -175,13 +218,41 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout) {
     for (;;) {
         rc = take_locked(ch, item, 1, &n, &wl);
         if (rc != TR_EEMPTY) break;
-        if (!tr__waitq_block(&ch->base, &ch->recvq, deadline)) {
+        if (!tr__waitq_block(&ch->base, &ch->recvq, 0, deadline)) {
             rc = TR_TIMEDOUT;
             break;
         }
     }
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
+    return rc;
+}
+
+int tr_channel_sent(tr_channel_t *ch, uint64_t item) {
+    return ch != NULL && last_put.ch == ch && last_put.item == item;
+}
+
+uint64_t tr_channel_taken(tr_channel_t *ch) {
+    receipt r = last_take;
+    last_take = (receipt){NULL, 0};
+    return ch != NULL && r.ch == ch ? r.item : 0;
+}
+
+int tr_channel_unget(tr_channel_t *ch, const uint64_t *items, size_t n, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
+    if (n == 0) return TR_OK;
+    if (!items) return TR_EINVAL;
+    tr__wakelist_t wl = {0};
+    tr__sync_lock(&ch->base);
+    /* Room first (one allocation at most), so a failure puts nothing back. */
+    int rc = ring_reserve(ch, n);
+    if (rc == TR_OK) {
+        for (size_t i = n; i-- > 0;) ring_push_front(ch, items[i]);
+        for (size_t i = 0; i < n; i++)
+            if (!tr__waitq_wake_one(&ch->recvq, &wl)) break;
+    }
+    tr__sync_unlock(&ch->base);
+    tr__wake_flush(&wl, wakes);
     return rc;
 }
 
@@ -193,7 +264,7 @@ int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t t
     int rc = TR_OK;
     if (!ready(ch, direction))
         rc = tr__waiter_new(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq, direction,
-                            port, token, waiter);
+                            port, token, 0, waiter);
     tr__sync_unlock(&ch->base);
     return rc;
 }
@@ -204,21 +275,23 @@ int tr_channel_wait_thread(tr_channel_t *ch, int direction, tr_waiter_t **waiter
     int rc = TR_OK;
     if (!ready(ch, direction))
         rc = tr__waiter_new_thread(&ch->base, direction == TR_RECV ? &ch->recvq : &ch->sendq,
-                                   direction, waiter);
+                                   direction, 0, waiter);
     tr__sync_unlock(&ch->base);
     return rc;
 }
 
-void tr_channel_notify(tr_channel_t *ch, int direction) {
+void tr_channel_notify(tr_channel_t *ch, int direction, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     if (direction != TR_RECV && direction != TR_SEND) return;
     tr__wakelist_t wl = {0};
     tr__sync_lock(&ch->base);
     if (ready(ch, direction)) tr__waitq_wake_one(direction == TR_RECV ? &ch->recvq : &ch->sendq, &wl);
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
 }
 
-void tr_channel_close(tr_channel_t *ch) {
+void tr_channel_close(tr_channel_t *ch, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     tr__wakelist_t wl = {0};
     tr__sync_lock(&ch->base);
     if (!ch->closed) {
@@ -227,7 +300,7 @@ void tr_channel_close(tr_channel_t *ch) {
         tr__waitq_wake_all(&ch->sendq, &wl);
     }
     tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
 }
 
 int tr_channel_closed(tr_channel_t *ch) {

@@ -35,29 +35,12 @@ static _Thread_local tr__hub_t *loop_hub;
 void tr__hub_enter_loop(tr__hub_t *hub) { loop_hub = hub; }
 void tr__hub_leave_loop(void) { loop_hub = NULL; }
 
-/* The hub this thread is running a *_quiet call for, and whether that call
- * queued one of its nodes quietly. */
-static _Thread_local tr__hub_t *quiet_hub;
-static _Thread_local bool quiet_queued;
-
-void tr__hub_quiet_begin(tr__hub_t *hub) {
-    quiet_hub = hub;
-    quiet_queued = false;
-}
-
-bool tr__hub_quiet_end(void) {
-    quiet_hub = NULL;
-    return quiet_queued;
-}
-
 void tr__hub_report(tr__hub_t *hub, tr__hub_node_t *n) {
-    bool quiet = hub == quiet_hub;
     tr__lock(&hub->mu, TR__RANK_HUB);
     if (!n->in_ready) {
         n->in_ready = true;
         TR__DLIST_APPEND(hub->ready_head, hub->ready_tail, n, ready_prev, ready_next);
-        if (quiet) quiet_queued = true;
-        else pthread_cond_signal(&hub->cv);
+        pthread_cond_signal(&hub->cv);
     }
     tr__unlock(&hub->mu, TR__RANK_HUB);
 }
@@ -128,11 +111,4 @@ int tr__hub_wait(tr__hub_t *hub, uint64_t *ids, int cap, double timeout) {
     bool done = hub->done && n == 0;
     tr__unlock(&hub->mu, TR__RANK_HUB);
     return done ? -1 : n;
-}
-
-int tr__hub_take(tr__hub_t *hub, uint64_t *ids, int cap) {
-    tr__lock(&hub->mu, TR__RANK_HUB);
-    int n = take_locked(hub, ids, cap);
-    tr__unlock(&hub->mu, TR__RANK_HUB);
-    return n;
 }

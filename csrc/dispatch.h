@@ -3,8 +3,9 @@
  * dispatcher to deliver (layer L2).
  *
  * A port with new records is "reported": put on the ready list (hub lock),
- * whose ids the dispatcher thread takes with tr__hub_wait (or a quiet caller
- * with tr__hub_take).  On the loop thread a report is held back on the
+ * whose ids the dispatcher thread takes with tr__hub_wait.  (A caller of a
+ * waking call with a tr_wakes_t buffer is not reported here at all: port.c
+ * lists the port in the buffer instead.)  On the loop thread a report is held back on the
  * notify list until the end of the current loop iteration (tr__hub_flush),
  * so a burst of timers firing together costs the dispatcher one wake-up.
  *
@@ -16,7 +17,7 @@
  * stats embedded in it, which ports also point at) lives as long as the last
  * port, as the public API promises, without any port knowing the runtime.
  *
- * Threads: tr__hub_ready/report/forget/wait/take/wake/quiet_*: any thread.
+ * Threads: tr__hub_ready/report/forget/wait/wake: any thread.
  * tr__hub_flush, tr__hub_enter_loop/leave_loop: the loop thread.
  * init/close: the runtime's owner.
  */
@@ -71,14 +72,8 @@ void tr__hub_flush(tr__hub_t *hub);
 /* Take n off the ready list (its owner is being freed). */
 void tr__hub_forget(tr__hub_t *hub, tr__hub_node_t *n);
 
-/* While a thread runs a *_quiet call for hub, tr__hub_report queues hub's
- * nodes without waking the dispatcher; tr__hub_quiet_end says whether it did. */
-void tr__hub_quiet_begin(tr__hub_t *hub);
-bool tr__hub_quiet_end(void);
-
-/* The dispatcher side (tr_runtime_wait_ready, _take_ready, _wake_dispatcher). */
+/* The dispatcher side (tr_runtime_wait_ready, _wake_dispatcher). */
 int tr__hub_wait(tr__hub_t *hub, uint64_t *ids, int cap, double timeout);
-int tr__hub_take(tr__hub_t *hub, uint64_t *ids, int cap);
 void tr__hub_wake(tr__hub_t *hub);
 /* Shutdown is over: a waiting dispatcher returns -1 once the list is empty. */
 void tr__hub_close(tr__hub_t *hub);

@@ -8,19 +8,23 @@
  * with tr_mutex_unlock, which hands it on again: a cancelled acquire never
  * leaves the lock held.
  *
+ * The lock remembers its holder's ticket (each acquisition names one, and a
+ * waiter carries its own): a hand-off sets it to the woken waiter's, so a
+ * caller unsure whether it holds the lock gives it back with
+ * tr_mutex_unlock_if(ticket), which does nothing unless it does.
+ *
  * Layer L5.  Every function: any thread (tr_mutex_lock_blocking blocks it).
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "clock.h"
-#include "dispatch.h"
-#include "op.h"
 #include "waiter.h"
 
 struct tr_mutex {
     tr__sync_t base; /* first member */
     bool locked;     /* invariant: unlocked => nobody waits */
+    uint64_t holder; /* the ticket it is held under; 0 when unlocked */
     tr__waitq_t q;
 };
 
@@ -28,8 +32,9 @@ static void mutex_destroy(tr__sync_t *s) { free(s); }
 
 static void mutex_lost_wake(tr__sync_t *s, int direction) {
     (void)direction;
-    /* The lock was handed to a waiter whose port closed: hand it on. */
-    tr_mutex_unlock((tr_mutex_t *)s);
+    /* The lock was handed to a waiter whose port closed: that waiter is the
+     * holder, so hand it on unconditionally. */
+    tr_mutex_unlock((tr_mutex_t *)s, NULL);
 }
 
 int tr_mutex_new(tr_mutex_t **out) {
@@ -45,63 +50,90 @@ void tr_mutex_release(tr_mutex_t *m) {
     if (m) tr__sync_unref(&m->base);
 }
 
-int tr_mutex_try_lock(tr_mutex_t *m) {
-    tr__sync_lock(&m->base);
-    int rc = m->locked ? TR_EBUSY : TR_OK;
+/* Lock held.  Take the lock if it is free. */
+static bool acquire_locked(tr_mutex_t *m, uint64_t ticket) {
+    if (m->locked) return false;
     m->locked = true;
+    m->holder = ticket;
+    return true;
+}
+
+int tr_mutex_try_lock(tr_mutex_t *m, uint64_t ticket) {
+    if (ticket == 0) return TR_EINVAL;
+    tr__sync_lock(&m->base);
+    int rc = acquire_locked(m, ticket) ? TR_OK : TR_EBUSY;
     tr__sync_unlock(&m->base);
     return rc;
 }
 
-int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout) {
-    if (isnan(timeout)) return TR_EINVAL;
+int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout, uint64_t ticket) {
+    if (isnan(timeout) || ticket == 0) return TR_EINVAL;
     struct timespec ts;
     const struct timespec *deadline = tr__deadline(timeout, &ts);
     int rc = TR_OK;
     tr__sync_lock(&m->base);
-    if (!m->locked) m->locked = true;
-    else if (!tr__waitq_block(&m->base, &m->q, deadline)) rc = TR_TIMEDOUT;
-    /* else: handed over by tr_mutex_unlock, still locked, now ours */
+    if (!acquire_locked(m, ticket) && !tr__waitq_block(&m->base, &m->q, ticket, deadline))
+        rc = TR_TIMEDOUT;
+    /* else: handed over by an unlock, still locked, now ours (holder = ticket) */
     tr__sync_unlock(&m->base);
     return rc;
 }
 
-int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter) {
-    if (!port || token == 0 || !waiter) return TR_EINVAL;
+int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, uint64_t ticket,
+                  tr_waiter_t **waiter) {
+    if (!port || token == 0 || ticket == 0 || !waiter) return TR_EINVAL;
     tr__sync_lock(&m->base);
     int rc = TR_OK;
-    if (!m->locked) m->locked = true;
-    else rc = tr__waiter_new(&m->base, &m->q, TR_RECV, port, token, waiter);
+    if (!acquire_locked(m, ticket))
+        rc = tr__waiter_new(&m->base, &m->q, TR_RECV, port, token, ticket, waiter);
     tr__sync_unlock(&m->base);
     return rc;
 }
 
-int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter) {
-    if (!waiter) return TR_EINVAL;
+int tr_mutex_wait_thread(tr_mutex_t *m, uint64_t ticket, tr_waiter_t **waiter) {
+    if (ticket == 0 || !waiter) return TR_EINVAL;
     tr__sync_lock(&m->base);
     int rc = TR_OK;
-    if (!m->locked) m->locked = true;
-    else rc = tr__waiter_new_thread(&m->base, &m->q, TR_RECV, waiter);
+    if (!acquire_locked(m, ticket))
+        rc = tr__waiter_new_thread(&m->base, &m->q, TR_RECV, ticket, waiter);
     tr__sync_unlock(&m->base);
     return rc;
 }
 
-int tr_mutex_unlock(tr_mutex_t *m) {
+/* Lock held, m locked: hand it to the oldest waiter that can take it, or
+ * unlock it. */
+static void release_locked(tr_mutex_t *m, tr__wakelist_t *wl) {
+    tr_waiter_t *w = tr__waitq_wake_one(&m->q, wl);
+    if (w) {
+        m->holder = w->ticket;
+    } else {
+        m->locked = false;
+        m->holder = 0;
+    }
+}
+
+int tr_mutex_unlock(tr_mutex_t *m, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
     tr__wakelist_t wl = {0};
     int rc = TR_OK;
     tr__sync_lock(&m->base);
     if (!m->locked) rc = TR_EINVAL;
-    else if (!tr__waitq_wake_one(&m->q, &wl)) m->locked = false;
+    else release_locked(m, &wl);
     tr__sync_unlock(&m->base);
-    tr__wake_flush(&wl);
+    tr__wake_flush(&wl, wakes);
     return rc;
 }
 
-int tr_mutex_unlock_quiet(tr_mutex_t *m, tr_runtime_t *rt) {
-    tr__hub_quiet_begin(rt ? tr__opset_of(rt)->hub : NULL); /* NULL: a plain unlock */
-    int rc = tr_mutex_unlock(m);
-    bool queued = tr__hub_quiet_end();
-    return rc == TR_OK && queued ? TR_PENDING : rc;
+int tr_mutex_unlock_if(tr_mutex_t *m, uint64_t ticket, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
+    tr__wakelist_t wl = {0};
+    int rc = TR_OK;
+    tr__sync_lock(&m->base);
+    if (!m->locked || m->holder != ticket) rc = TR_EINVAL;
+    else release_locked(m, &wl);
+    tr__sync_unlock(&m->base);
+    tr__wake_flush(&wl, wakes);
+    return rc;
 }
 
 int tr_mutex_locked(tr_mutex_t *m) {

@@ -61,7 +61,7 @@ static void drop_chain(tr__record_t *r) {
     }
 }
 
-void tr__port_push(tr_port_t *port, tr__record_t *r) {
+void tr__port_push_to(tr_port_t *port, tr__record_t *r, tr_wakes_t *wakes) {
     bool notify = false;
     tr__lock(&port->mu, TR__RANK_PORT);
     if (port->closed) {
@@ -76,7 +76,13 @@ void tr__port_push(tr_port_t *port, tr__record_t *r) {
     tr__unlock(&port->mu, TR__RANK_PORT);
     /* r may already be drained and freed here; port is kept alive by the
      * caller's reference. */
-    if (notify) tr__hub_ready(port->hub, &port->node);
+    if (!notify) return;
+    if (wakes && wakes->n < TR_WAKES_MAX) {
+        /* The caller has it drained: notified stays true until then. */
+        wakes->ids[wakes->n++] = port->node.id;
+        return;
+    }
+    tr__hub_ready(port->hub, &port->node);
 }
 
 void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value) {
@@ -92,28 +98,67 @@ void tr__port_progress(tr_port_t *port, tr__record_t *r, int64_t value) {
     tr__port_push(port, r);
 }
 
-size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
+/* Release records taken off a queue (acknowledged), in order, outside the
+ * port lock. */
+static void release_chain(tr__record_t *r) {
+    while (r) {
+        tr__record_t *next = r->next;
+        r->release(r);
+        r = next;
+    }
+}
+
+size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap, size_t ack) {
     tr__record_t *done_head = NULL, *done_tail = NULL;
+    tr__record_t *drop_head = NULL, *drop_tail = NULL;
     size_t n = 0;
     tr__lock(&port->mu, TR__RANK_PORT);
-    while (n < cap && port->head) {
+    port->drains++;
+    if (ack > port->inflight) ack = port->inflight;
+    if (port->closed) {
+        /* Only records the last drain copied out are left (tr_port_close),
+         * each with its place in that copy: the acknowledged ones are
+         * released as usual, the rest were never delivered and never will
+         * be, so they are dropped now, as close dropped the others. */
+        for (tr__record_t *r = port->head, *next; r; r = next) {
+            next = r->next;
+            r->queued = false;
+            if (r->pos < ack) TR__SLIST_APPEND(done_head, done_tail, r, next);
+            else TR__SLIST_APPEND(drop_head, drop_tail, r, next);
+        }
+        port->head = port->tail = NULL;
+        port->inflight = 0;
+        tr__unlock(&port->mu, TR__RANK_PORT);
+        release_chain(done_head);
+        drop_chain(drop_head);
+        return 0;
+    }
+    /* Phase 1: remove what the consumer acknowledged. */
+    for (size_t k = 0; k < ack; k++) {
         tr__record_t *r = port->head;
         port->head = r->next;
-        out[n++] = r->c;
         r->queued = false;
         if (r->release) TR__SLIST_APPEND(done_head, done_tail, r, next); /* released below, in order */
     }
+    /* Phase 2: copy from the head without removing.  A progress record in
+     * flight stays queued, so tr__port_progress only updates its value. */
+    for (tr__record_t *r = port->head; r && n < cap; r = r->next) out[n++] = r->c;
+    port->inflight = n;
     if (!port->head) {
         port->tail = NULL;
         port->notified = false; /* the next record reports the port again */
     }
     tr__unlock(&port->mu, TR__RANK_PORT);
-    while (done_head) {
-        tr__record_t *next = done_head->next;
-        done_head->release(done_head);
-        done_head = next;
-    }
+    release_chain(done_head);
     return n;
+}
+
+int tr_port_stalled(tr_port_t *port) {
+    tr__lock(&port->mu, TR__RANK_PORT);
+    int stalled = port->head != NULL && port->drains == port->drains_seen;
+    port->drains_seen = port->drains;
+    tr__unlock(&port->mu, TR__RANK_PORT);
+    return stalled;
 }
 
 void tr_port_close(tr_port_t *port) {
@@ -123,17 +168,31 @@ void tr_port_close(tr_port_t *port) {
         return;
     }
     port->closed = true;
-    /* Records that live on (an op's progress record) still belong to their
-     * op, which may queue one again, and so rewrite its links, as soon as the
-     * lock is dropped: unlink them here and never touch them afterwards.
-     * Only records the queue owns are dropped below, outside the lock. */
+    /* The records the last drain copied out stay (the consumer may be
+     * delivering them; the next drain acks them), each marked with its
+     * place in that copy.  Records that live on (an op's progress record)
+     * still belong to their op, which may queue one again, and so rewrite
+     * its links, as soon as the lock is dropped, or be freed with its final
+     * record: unlink them here, in flight or not, and never touch them
+     * afterwards.  Only records the queue owns are dropped below, outside
+     * the lock. */
+    tr__record_t *keep = NULL, *keep_tail = NULL;
     tr__record_t *chain = NULL, *chain_tail = NULL;
-    for (tr__record_t *r = port->head, *next; r; r = next) {
+    size_t i = 0;
+    for (tr__record_t *r = port->head, *next; r; r = next, i++) {
         next = r->next;
-        r->queued = false;
-        if (r->release) TR__SLIST_APPEND(chain, chain_tail, r, next);
+        if (!r->release) {
+            r->queued = false;
+        } else if (i < port->inflight) {
+            r->pos = i;
+            TR__SLIST_APPEND(keep, keep_tail, r, next);
+        } else {
+            r->queued = false;
+            TR__SLIST_APPEND(chain, chain_tail, r, next);
+        }
     }
-    port->head = port->tail = NULL;
+    port->head = keep;
+    port->tail = keep_tail;
     port->notified = false;
     tr__unlock(&port->mu, TR__RANK_PORT);
     drop_chain(chain);

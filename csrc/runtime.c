@@ -11,7 +11,7 @@
  *   owner        tr_runtime_new, tr_runtime_shutdown*, tr_runtime_release.
  *                After shutdown has joined the loop thread, its caller takes
  *                over the loop thread's role.
- *   any thread   tr_runtime_stats, _kick, _wait_ready, _take_ready,
+ *   any thread   tr_runtime_stats, _kick, _wait_ready,
  *                _wake_dispatcher.
  *
  * Lifetime: the hub's refcount (owner + ports) governs the memory; its
@@ -218,10 +218,6 @@ void tr_runtime_kick(tr_runtime_t *rt) { tr__inbox_kick(&rt->inbox); }
 
 int tr_runtime_wait_ready(tr_runtime_t *rt, uint64_t *ids, int cap, double timeout) {
     return tr__hub_wait(&rt->hub, ids, cap, timeout);
-}
-
-int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap) {
-    return tr__hub_take(&rt->hub, ids, cap);
 }
 
 void tr_runtime_wake_dispatcher(tr_runtime_t *rt) { tr__hub_wake(&rt->hub); }

@@ -75,10 +75,12 @@ static bool wake(tr_waiter_t *w, tr__wakelist_t *wl) {
     return !dead;
 }
 
-bool tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl) {
-    while (q->head)
-        if (wake(q->head, wl)) return true;
-    return false;
+tr_waiter_t *tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl) {
+    while (q->head) {
+        tr_waiter_t *w = q->head;
+        if (wake(w, wl)) return w;
+    }
+    return NULL;
 }
 
 void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl) {
@@ -120,7 +122,7 @@ static void waiter_record_release(tr__record_t *r) {
 }
 
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
-                   uint64_t token, tr_waiter_t **out) {
+                   uint64_t token, uint64_t ticket, tr_waiter_t **out) {
     if (!tr__inbox_running(port->inbox)) return TR_ESHUTDOWN;
     if (tr__port_closed(port)) return TR_ECLOSED;
     tr_waiter_t *w = calloc(1, sizeof *w);
@@ -128,6 +130,7 @@ int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *
     atomic_init(&w->refs, 2); /* the caller's, and the queue's (then the record's) */
     w->kind = TR__WAIT_PORT;
     w->direction = direction;
+    w->ticket = ticket;
     w->owner = owner;
     sync_ref(owner);
     w->port = port;
@@ -142,7 +145,7 @@ int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *
     return TR_PENDING;
 }
 
-void tr__wake_flush(tr__wakelist_t *wl) {
+void tr__wake_flush(tr__wakelist_t *wl, tr_wakes_t *wakes) {
     tr_waiter_t *w = wl->head;
     wl->head = wl->tail = NULL;
     while (w) {
@@ -160,7 +163,7 @@ void tr__wake_flush(tr__wakelist_t *wl) {
             tr_port_t *port = w->port;
             w->port = NULL;
             w->rec.c.status = TR_OK;
-            tr__port_push(port, &w->rec); /* the record now holds the ref */
+            tr__port_push_to(port, &w->rec, wakes); /* the record now holds the ref */
             tr_port_release(port);
         }
         w = next;
@@ -185,14 +188,21 @@ int tr_waiter_release(tr_waiter_t *w) {
     return woken ? 1 : 0;
 }
 
+int tr_waiter_release_cell(tr_waiter_t **cell) {
+    tr_waiter_t *w = atomic_exchange((_Atomic(tr_waiter_t *) *)cell, NULL);
+    return w ? tr_waiter_release(w) : -1;
+}
+
 /* ---- thread waiters that keep their place ------------------------------------ */
 
-int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_waiter_t **out) {
+int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, uint64_t ticket,
+                          tr_waiter_t **out) {
     tr_waiter_t *w = calloc(1, sizeof *w);
     if (!w) return TR_ENOMEM;
     atomic_init(&w->refs, 1); /* only the caller's: it always releases it */
     w->kind = TR__WAIT_THREAD;
     w->direction = direction;
+    w->ticket = ticket;
     w->owner = owner;
     sync_ref(owner);
     tr__cond_init_monotonic(&w->cv);
@@ -217,9 +227,11 @@ int tr_waiter_wait(tr_waiter_t *w, double timeout) {
 
 /* ---- thread waiters --------------------------------------------------------- */
 
-bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *deadline) {
+bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, uint64_t ticket,
+                     const struct timespec *deadline) {
     tr_waiter_t w = {0};
     w.kind = TR__WAIT_THREAD;
+    w.ticket = ticket;
     tr__cond_init_monotonic(&w.cv);
     tr__waitq_push(q, &w);
     while (!w.woken) {

@@ -14,7 +14,8 @@
  * runs, both through their port; they never see the runtime.
  *
  * Threads: any thread; "owner lock held" marks what must be called under
- * the owner's lock.  Public: tr_waiter_release, tr_waiter_wait (waiter.c).
+ * the owner's lock.  Public: tr_waiter_release, _release_cell, tr_waiter_wait
+ * (waiter.c).
  */
 #ifndef TR_WAITER_H
 #define TR_WAITER_H
@@ -48,6 +49,7 @@ struct tr_waiter {
     tr__waitq_t *q;            /* the queue it is in, NULL once out (owner lock) */
     int kind;
     int direction;             /* TR_RECV / TR_SEND; which queue of a channel */
+    uint64_t ticket;           /* a mutex acquisition's ticket (0 for a channel) */
     /* TR__WAIT_PORT: heap, refcounted (the caller + the queue or its record) */
     atomic_int refs;
     tr__sync_t *owner;         /* holds a reference */
@@ -83,24 +85,30 @@ typedef struct tr__wakelist {
 void tr__waitq_push(tr__waitq_t *q, tr_waiter_t *w);
 /* Owner lock held: wake the oldest waiter whose consumer can still act on
  * it (thread waiters are signalled now, port waiters collected into wl;
- * waiters whose port is closed are dropped on the way).  false: none. */
-bool tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl);
+ * waiters whose port is closed are dropped on the way).  Returns the waiter
+ * woken (read it only until the owner lock is dropped: a thread waiter's
+ * frame may go then), or NULL: none. */
+tr_waiter_t *tr__waitq_wake_one(tr__waitq_t *q, tr__wakelist_t *wl);
 /* Owner lock held: wake every waiter. */
 void tr__waitq_wake_all(tr__waitq_t *q, tr__wakelist_t *wl);
-/* Owner lock NOT held: push the collected records. */
-void tr__wake_flush(tr__wakelist_t *wl);
+/* Owner lock NOT held: push the collected records; ports they make ready
+ * go to wakes if it is not NULL (tr__port_push_to). */
+void tr__wake_flush(tr__wakelist_t *wl, tr_wakes_t *wakes);
 
 /* Owner lock held: a new port waiter queued in q.  The caller has checked
- * port, token and out.  TR_PENDING, TR_ENOMEM, TR_ECLOSED or TR_ESHUTDOWN. */
+ * port, token and out.  TR_PENDING, TR_ENOMEM, TR_ECLOSED or TR_ESHUTDOWN.
+ * ticket: stored in the waiter (a mutex's; 0 for a channel). */
 int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *port,
-                   uint64_t token, tr_waiter_t **out);
+                   uint64_t token, uint64_t ticket, tr_waiter_t **out);
 /* Owner lock held: a new thread waiter queued in q, for a caller that waits
  * in several steps (tr_waiter_wait) and keeps its place in between.
  * TR_PENDING or TR_ENOMEM. */
-int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_waiter_t **out);
+int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, uint64_t ticket,
+                          tr_waiter_t **out);
 /* Owner lock held: block the calling thread in q until woken or until the
  * deadline (NULL: none).  true: woken (it is out of q); false: timed out (it
  * was taken out of q, unwoken). */
-bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, const struct timespec *deadline);
+bool tr__waitq_block(tr__sync_t *owner, tr__waitq_t *q, uint64_t ticket,
+                     const struct timespec *deadline);
 
 #endif /* TR_WAITER_H */

@@ -62,6 +62,27 @@ typedef struct tr_completion {
     int64_t value;    /* op-specific result (a count, a tick number, ...) */
 } tr_completion_t;
 
+/* Ports a call made ready, handed to its caller instead of the dispatcher.
+ *
+ * Every call that can wake a waiting consumer (a channel send or receive, a
+ * close, a mutex unlock, ...) takes a `tr_wakes_t *wakes`, which may be
+ * NULL.  With NULL, a port that the call gives its first record is reported
+ * to its runtime's dispatcher thread, as C threads' completions are.  With a
+ * buffer, the call sets wakes->n to 0 on entry and lists the ids of such
+ * ports there instead (up to TR_WAKES_MAX; any more are reported to their
+ * dispatchers as with NULL): the caller promises to have them drained (an
+ * asyncio shim drains its own loop's port at once and calls the other
+ * loops' call_soon_threadsafe), which saves the dispatcher's thread hop.
+ * A caller that fails to keep that promise (an exception between the call
+ * and the drain) only delays the wake: tr_port_stalled lets the dispatcher
+ * find such a port at its next sweep.  A buffer belongs to one thread at a
+ * time. */
+#define TR_WAKES_MAX 8
+typedef struct tr_wakes {
+    uint32_t n;                 /* ports listed in ids[] */
+    uint64_t ids[TR_WAKES_MAX]; /* their ids, as given to tr_port_new */
+} tr_wakes_t;
+
 typedef struct tr_stats {
     uint64_t pending;    /* ops submitted and not yet finished, plus queued waiters */
     uint64_t submitted;  /* ops ever accepted */
@@ -130,14 +151,6 @@ void tr_runtime_wake_dispatcher(tr_runtime_t *rt);
  * tr_port_defer_wake); nothing if none are waiting.  Any thread. */
 void tr_runtime_kick(tr_runtime_t *rt);
 
-/* tr_runtime_wait_ready without waiting: takes up to cap ready port ids, 0 if
- * none.  For a caller that was told (TR_PENDING from a *_quiet call) that it
- * made ports ready without waking the dispatcher: it takes them and asks
- * their loops to drain, saving the dispatcher's wake-up and hop.  Ports it
- * leaves behind are still delivered: the dispatcher finds them at its next
- * wake (within its sweep interval at worst).  Any thread. */
-int tr_runtime_take_ready(tr_runtime_t *rt, uint64_t *ids, int cap);
-
 /* Cancel the op with this token, and every child it has.  Exactly one of
  * "finished" and "cancelled" wins: cancelling an op that already finished, or
  * an unknown token, does nothing.  Asynchronous (the loop thread does it);
@@ -152,10 +165,24 @@ int tr_max_workers(void);
  * tr_port_new: any thread.  The caller owns one reference. */
 int tr_port_new(tr_runtime_t *rt, uint64_t id, tr_port_t **out);
 
-/* Copy up to cap queued records into out[] (oldest first) and return how many.
- * When the queue becomes empty, the port is re-armed: the next record reports
- * it to the dispatcher again.  Any thread; meant for the consumer's thread. */
-size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap);
+/* Drain in two steps, so that a consumer interrupted half-way (an exception
+ * between two records) loses nothing: first remove the `ack` oldest records,
+ * the ones the previous call copied out and the consumer has delivered since
+ * (at most what that call returned; 0 on a fresh start), then copy up to cap
+ * records from the head into out[] (oldest first) WITHOUT removing them, and
+ * return how many.  Records copied but never acknowledged are copied again
+ * by the next call, so the consumer must deliver idempotently.  A drain loop:
+ * `n = drain(p, out, cap, 0); while (n) { deliver(out, n); n = drain(p, out,
+ * cap, n); }`.  When the queue becomes empty, the port is re-armed: the next
+ * record reports it again.  One consumer thread per port at a time. */
+size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap, size_t ack);
+
+/* For the dispatcher's periodic sweep: 1 if the port has had records queued
+ * since the previous call without any tr_port_drain call in between (its
+ * consumer was told and did not drain, or nobody was told: a tr_wakes_t
+ * caller was interrupted), else 0.  The sweep then has the port drained.
+ * Any thread. */
+int tr_port_stalled(tr_port_t *port);
 
 /* Deferred wake-ups (on != 0): ops submitted for this port do not wake the
  * runtime's loop thread; the submitter promises to call tr_runtime_kick()
@@ -165,7 +192,10 @@ size_t tr_port_drain(tr_port_t *port, tr_completion_t *out, size_t cap);
 int tr_port_defer_wake(tr_port_t *port, int on);
 
 /* Close the port: queued and future records are dropped and
- * every op still bound to it is cancelled.  Idempotent; any thread. */
+ * every op still bound to it is cancelled.  Records a tr_port_drain call
+ * copied out and that are not acknowledged yet stay (the consumer may be
+ * delivering them right now); the next tr_port_drain acknowledges them as
+ * usual, or tr_port_release drops them.  Idempotent; any thread. */
 void tr_port_close(tr_port_t *port);
 
 /* Drop the caller's reference.  Any thread. */
@@ -236,6 +266,14 @@ int tr_debug_stall_worker(tr_runtime_t *rt, double seconds);
  * Any thread. */
 int tr_waiter_release(tr_waiter_t *waiter);
 
+/* tr_waiter_release for a waiter kept in a cell that several parties may
+ * race to release (a coroutine's cleanup and a closed loop's sweep): takes
+ * the waiter out of *cell atomically (leaving NULL) and releases it.
+ * Returns what tr_waiter_release returns, or -1 if *cell was already NULL
+ * (released before, or never set: a wait call that failed or was never made
+ * leaves NULL in a zeroed cell).  Any thread. */
+int tr_waiter_release_cell(tr_waiter_t **cell);
+
 /* A thread waiter waits in steps, keeping its place in the queue between
  * them (so its caller can get back to its own work, e.g. let Python run a
  * signal handler, without losing its turn).  It is made by
@@ -255,23 +293,45 @@ enum tr_direction { TR_RECV = 0, TR_SEND = 1 };
 /* capacity: 1 .. 2**40.  The caller owns one reference. */
 int tr_channel_new(size_t capacity, tr_channel_t **out);
 void tr_channel_release(tr_channel_t *ch);
+/* Every call that may wake a waiter takes `wakes` (NULL, or see tr_wakes_t). */
+
 /* TR_OK, TR_EFULL or TR_ECLOSED. */
-int tr_channel_try_send(tr_channel_t *ch, uint64_t item);
+int tr_channel_try_send(tr_channel_t *ch, uint64_t item, tr_wakes_t *wakes);
 /* TR_OK (*item set), TR_EEMPTY, or TR_ECLOSED (closed and drained). */
-int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item);
+int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item, tr_wakes_t *wakes);
 /* tr_channel_try_recv for the common case, in one return value: the oldest
  * item, or `none` if there is nothing to take (empty, or closed and drained;
  * ask tr_channel_try_recv which).  For callers that never send `none`. */
-uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none);
+uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none, tr_wakes_t *wakes);
 /* Up to max items, oldest first, into items[]; *n is how many.  TR_OK (n >= 1),
  * TR_EEMPTY or TR_ECLOSED (closed and drained). */
-int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n);
+int tr_channel_recv_many(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
+                         tr_wakes_t *wakes);
 /* Wait up to timeout seconds (negative: forever) for room / an item.
  * TR_OK, TR_TIMEDOUT, TR_ECLOSED, or TR_EINVAL (NaN timeout, NULL item).
  * Items stay strictly FIFO; blocked threads are woken oldest first, but one
  * that is woken may lose the item to a concurrent try_* call and queue again. */
-int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout);
-int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout);
+int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout,
+                             tr_wakes_t *wakes);
+int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout,
+                             tr_wakes_t *wakes);
+/* Receipts, for a caller interrupted between a successful call and its own
+ * bookkeeping (a Python exception raised right after the C call returned).
+ * Each thread remembers the last item it put into a channel and the last
+ * item it took (by try_send, send_blocking, take, try_recv, recv_blocking;
+ * recv_many returns its items through items[] and *n, which the caller can
+ * read).  tr_channel_sent(ch, item): 1 if this thread's last successful put
+ * was `item` into ch, else 0.  tr_channel_taken(ch): the item this thread
+ * last took from ch, if its last take was from ch, else 0; either way it
+ * forgets it (so a receipt is read at most once).  Calling thread only. */
+int tr_channel_sent(tr_channel_t *ch, uint64_t item);
+uint64_t tr_channel_taken(tr_channel_t *ch);
+/* Put items[0..n) back at the head of the channel, in that order, ahead of
+ * everything queued: for a receiver that took them but could not hand them
+ * over (interrupted).  They are accepted even if that makes the channel
+ * hold more than its capacity for a while, and even if it is closed; each
+ * wakes a receiver.  TR_OK or TR_ENOMEM (nothing put back). */
+int tr_channel_unget(tr_channel_t *ch, const uint64_t *items, size_t n, tr_wakes_t *wakes);
 /* Queue an asynchronous waiter for room (TR_SEND) or an item (TR_RECV), or
  * for close.  TR_OK: ready now, no waiter (retry at once).  TR_PENDING:
  * *waiter is queued.  TR_ESHUTDOWN: the port's runtime is shut down;
@@ -285,10 +345,10 @@ int tr_channel_wait(tr_channel_t *ch, int direction, tr_port_t *port, uint64_t t
 int tr_channel_wait_thread(tr_channel_t *ch, int direction, tr_waiter_t **waiter);
 /* Pass on an unused wake: wake one waiter of that direction if it could now
  * proceed. */
-void tr_channel_notify(tr_channel_t *ch, int direction);
+void tr_channel_notify(tr_channel_t *ch, int direction, tr_wakes_t *wakes);
 /* Wake every waiter; later sends fail, queued items stay receivable.
  * Idempotent. */
-void tr_channel_close(tr_channel_t *ch);
+void tr_channel_close(tr_channel_t *ch, tr_wakes_t *wakes);
 int tr_channel_closed(tr_channel_t *ch);
 size_t tr_channel_len(tr_channel_t *ch);
 size_t tr_channel_capacity(tr_channel_t *ch);
@@ -296,29 +356,35 @@ size_t tr_channel_capacity(tr_channel_t *ch);
 /* ---- mutexes -------------------------------------------------------------
  * A FIFO lock with direct hand-off: unlocking gives the lock to the oldest
  * waiter, thread or port alike.  Not tied to a thread: any thread may unlock.
- * Every function is safe from any thread. */
+ *
+ * Each acquisition names a `ticket` (any non-zero number the caller picks,
+ * unique among its acquisitions in flight), and the lock remembers the
+ * ticket of its holder: a caller that cannot tell whether its acquisition
+ * went through (interrupted right after the call returned, or its waiter's
+ * hand-off raced with its cancellation) gives the lock back with
+ * tr_mutex_unlock_if(ticket), which does nothing if the lock is not held
+ * under that ticket.  Every function is safe from any thread. */
 int tr_mutex_new(tr_mutex_t **out);
 void tr_mutex_release(tr_mutex_t *m);
-/* TR_OK (now held) or TR_EBUSY. */
-int tr_mutex_try_lock(tr_mutex_t *m);
-/* TR_OK, TR_TIMEDOUT (negative timeout: forever) or TR_EINVAL (NaN). */
-int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout);
+/* TR_OK (now held under ticket) or TR_EBUSY.  TR_EINVAL: ticket 0. */
+int tr_mutex_try_lock(tr_mutex_t *m, uint64_t ticket);
+/* TR_OK, TR_TIMEDOUT (negative timeout: forever) or TR_EINVAL (NaN, ticket 0). */
+int tr_mutex_lock_blocking(tr_mutex_t *m, double timeout, uint64_t ticket);
 /* TR_OK: held now, no waiter.  TR_PENDING: *waiter queued; its record means
- * the lock was handed to it.  TR_ESHUTDOWN: the port's runtime is shut down;
- * TR_ECLOSED, TR_EINVAL, TR_ENOMEM as for tr_channel_wait. */
-int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, tr_waiter_t **waiter);
+ * the lock was handed to it (held under ticket).  TR_ESHUTDOWN: the port's
+ * runtime is shut down; TR_ECLOSED, TR_EINVAL, TR_ENOMEM as for
+ * tr_channel_wait. */
+int tr_mutex_wait(tr_mutex_t *m, tr_port_t *port, uint64_t token, uint64_t ticket,
+                  tr_waiter_t **waiter);
 /* The same for the calling thread: TR_OK (held now), TR_PENDING (*waiter
  * queued: tr_waiter_wait returning TR_OK means the lock was handed to it),
  * TR_EINVAL or TR_ENOMEM. */
-int tr_mutex_wait_thread(tr_mutex_t *m, tr_waiter_t **waiter);
+int tr_mutex_wait_thread(tr_mutex_t *m, uint64_t ticket, tr_waiter_t **waiter);
 /* TR_OK, or TR_EINVAL if it was not locked. */
-int tr_mutex_unlock(tr_mutex_t *m);
-/* tr_mutex_unlock for a thread that may run the dispatcher's job itself:
- * when the lock goes to a waiter whose port belongs to rt, the port is made
- * ready without waking rt's dispatcher, and TR_PENDING is returned; take it
- * with tr_runtime_take_ready.  Otherwise as tr_mutex_unlock (TR_OK or
- * TR_EINVAL). */
-int tr_mutex_unlock_quiet(tr_mutex_t *m, tr_runtime_t *rt);
+int tr_mutex_unlock(tr_mutex_t *m, tr_wakes_t *wakes);
+/* Unlock only if held under ticket: TR_OK, or TR_EINVAL (not held under it:
+ * nothing done). */
+int tr_mutex_unlock_if(tr_mutex_t *m, uint64_t ticket, tr_wakes_t *wakes);
 int tr_mutex_locked(tr_mutex_t *m);
 
 /* Name the calling thread "{prefix}-{suffix}" (cut to 15 bytes), so that

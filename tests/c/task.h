@@ -83,7 +83,7 @@
     X(mutex_fifo_threads)            \
     X(mutex_wait_thread_keeps_place) \
     X(mutex_wait_port)               \
-    X(mutex_unlock_quiet)            \
+    X(mutex_unlock_wakes)            \
     X(mutex_fifo_mixed)              \
     X(mutex_wait_release_woken)      \
     X(mutex_wait_closed_port)        \
@@ -197,6 +197,11 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
 #define tt_wait_one(rt, port, out, timeout) tt_wait_one_at(__FILE__, __LINE__, rt, port, out, timeout)
 void tt_wait_one_at(const char *file, int line, tr_runtime_t *rt, tr_port_t *port,
                     tr_completion_t *out, double timeout);
+
+/* tr_port_drain in one step: copy up to cap records and acknowledge them at
+ * once (a second call, cap 0), as a consumer that delivers each batch before
+ * it drains again does.  Returns how many were copied. */
+size_t tt_drain(tr_port_t *port, tr_completion_t *out, size_t cap);
 
 /* No record arrives on port for `seconds`: fails the test otherwise. */
 #define tt_expect_quiet(rt, port, seconds) tt_expect_quiet_at(__FILE__, __LINE__, rt, port, seconds)

@@ -29,7 +29,7 @@ static tr_channel_t *new_channel(size_t capacity) {
 
 static uint64_t recv_one(tr_channel_t *ch) {
     uint64_t item = 0;
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_OK);
     return item;
 }
 
@@ -50,15 +50,15 @@ TEST_IMPL(chan_new_invalid) {
     ASSERT_EQ(tr_channel_capacity(ch), 1);
     ASSERT_EQ(tr_channel_len(ch), 0);
     ASSERT_EQ(tr_channel_closed(ch), 0);
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_EFULL);
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2, NULL), TR_EFULL);
     tr_channel_release(ch); /* with an item still in it */
 
     /* The largest capacity is allocated on demand: this would need eight
      * terabytes up front. */
     ch = new_channel(CAP_MAX);
     ASSERT_EQ(tr_channel_capacity(ch), CAP_MAX);
-    for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(tr_channel_try_send(ch, i), TR_OK);
+    for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(tr_channel_try_send(ch, i, NULL), TR_OK);
     ASSERT_EQ(tr_channel_len(ch), 1000);
     for (uint64_t i = 0; i < 1000; i++) ASSERT_EQ(recv_one(ch), i);
     tr_channel_release(ch);
@@ -67,17 +67,17 @@ TEST_IMPL(chan_new_invalid) {
 TEST_IMPL(chan_fifo_order) {
     tr_channel_t *ch = new_channel(4);
     uint64_t item = 12345;
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_EEMPTY);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_EEMPTY);
     ASSERT_EQ(item, 12345); /* untouched */
-    ASSERT_EQ(tr_channel_try_recv(ch, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_channel_try_recv(ch, NULL, NULL), TR_EINVAL);
     /* Every 64-bit value is an item, 0 and all ones included. */
-    ASSERT_EQ(tr_channel_try_send(ch, 0), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, UINT64_MAX), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 0, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, UINT64_MAX, NULL), TR_OK);
     ASSERT_EQ(recv_one(ch), 0);
     ASSERT_EQ(recv_one(ch), UINT64_MAX);
 
-    for (uint64_t k = 1; k <= 4; k++) ASSERT_EQ(tr_channel_try_send(ch, k), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_EFULL);
+    for (uint64_t k = 1; k <= 4; k++) ASSERT_EQ(tr_channel_try_send(ch, k, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, NULL), TR_EFULL);
     ASSERT_EQ(tr_channel_len(ch), 4);
     /* Keep it between half and full for a while, so the ring wraps around
      * many times: the order must survive. */
@@ -85,11 +85,11 @@ TEST_IMPL(chan_fifo_order) {
     for (int round = 0; round < 1000; round++) {
         int k = 1 + round % 3;
         for (int i = 0; i < k; i++) ASSERT_EQ(recv_one(ch), next_out++);
-        for (int i = 0; i < k; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
-        ASSERT_EQ(tr_channel_try_send(ch, 0), TR_EFULL);
+        for (int i = 0; i < k; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
+        ASSERT_EQ(tr_channel_try_send(ch, 0, NULL), TR_EFULL);
         ASSERT_EQ(tr_channel_len(ch), 4);
     }
-    while (tr_channel_try_recv(ch, &item) == TR_OK) ASSERT_EQ(item, next_out++);
+    while (tr_channel_try_recv(ch, &item, NULL) == TR_OK) ASSERT_EQ(item, next_out++);
     ASSERT_EQ(next_out, next_in);
     ASSERT_EQ(tr_channel_len(ch), 0);
     tr_channel_release(ch);
@@ -98,18 +98,18 @@ TEST_IMPL(chan_fifo_order) {
 TEST_IMPL(chan_take) {
     tr_channel_t *ch = new_channel(2);
     const uint64_t none = 0;
-    ASSERT_EQ(tr_channel_take(ch, none), none); /* empty */
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_EFULL);
-    ASSERT_EQ(tr_channel_take(ch, none), 7); /* oldest first, and room again */
-    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_OK);
-    tr_channel_close(ch);
-    ASSERT_EQ(tr_channel_take(ch, none), 8); /* queued items outlive the close */
-    ASSERT_EQ(tr_channel_take(ch, UINT64_MAX), 9);
-    ASSERT_EQ(tr_channel_take(ch, 42), 42); /* closed and drained */
+    ASSERT_EQ(tr_channel_take(ch, none, NULL), none); /* empty */
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 8, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 9, NULL), TR_EFULL);
+    ASSERT_EQ(tr_channel_take(ch, none, NULL), 7); /* oldest first, and room again */
+    ASSERT_EQ(tr_channel_try_send(ch, 9, NULL), TR_OK);
+    tr_channel_close(ch, NULL);
+    ASSERT_EQ(tr_channel_take(ch, none, NULL), 8); /* queued items outlive the close */
+    ASSERT_EQ(tr_channel_take(ch, UINT64_MAX, NULL), 9);
+    ASSERT_EQ(tr_channel_take(ch, 42, NULL), 42); /* closed and drained */
     uint64_t item;
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_ECLOSED);
     ASSERT_EQ(tr_channel_len(ch), 0);
     tr_channel_release(ch);
 }
@@ -121,13 +121,13 @@ TEST_IMPL(chan_ring_growth) {
     tr_channel_t *ch = new_channel(100000);
     uint64_t next_in = 0, next_out = 0;
     for (int round = 0; round < 5000; round++) {
-        for (int i = 0; i < 3; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+        for (int i = 0; i < 3; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
         ASSERT_EQ(recv_one(ch), next_out++);
     }
     ASSERT_EQ(tr_channel_len(ch), 10000);
     size_t n;
     uint64_t batch[64];
-    while (tr_channel_recv_many(ch, batch, 64, &n) == TR_OK)
+    while (tr_channel_recv_many(ch, batch, 64, &n, NULL) == TR_OK)
         for (size_t i = 0; i < n; i++) ASSERT_EQ(batch[i], next_out++);
     ASSERT_EQ(next_out, next_in);
     tr_channel_release(ch);
@@ -136,12 +136,12 @@ TEST_IMPL(chan_ring_growth) {
      * capacity, the capacity still holds, also after wrapping. */
     ch = new_channel(100);
     next_in = next_out = 0;
-    for (int i = 0; i < 100; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 999), TR_EFULL);
+    for (int i = 0; i < 100; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 999, NULL), TR_EFULL);
     for (int round = 0; round < 10; round++) {
         for (int i = 0; i < 70; i++) ASSERT_EQ(recv_one(ch), next_out++);
-        for (int i = 0; i < 70; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
-        ASSERT_EQ(tr_channel_try_send(ch, 999), TR_EFULL);
+        for (int i = 0; i < 70; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
+        ASSERT_EQ(tr_channel_try_send(ch, 999, NULL), TR_EFULL);
         ASSERT_EQ(tr_channel_len(ch), 100);
     }
     while (tr_channel_len(ch)) ASSERT_EQ(recv_one(ch), next_out++);
@@ -153,24 +153,24 @@ TEST_IMPL(chan_close_semantics) {
     tr_channel_t *ch = new_channel(2);
     uint64_t item;
     size_t n = 99;
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_OK);
-    tr_channel_close(ch);
-    tr_channel_close(ch); /* idempotent */
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2, NULL), TR_OK);
+    tr_channel_close(ch, NULL);
+    tr_channel_close(ch, NULL); /* idempotent */
     ASSERT_EQ(tr_channel_closed(ch), 1);
     /* Sends fail, the blocking one at once (no room would ever come). */
-    ASSERT_EQ(tr_channel_try_send(ch, 3), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_send(ch, 3, NULL), TR_ECLOSED);
     double t0 = tt_now();
-    ASSERT_EQ(tr_channel_send_blocking(ch, 3, -1.0), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 3, -1.0, NULL), TR_ECLOSED);
     ASSERT_EQ(tr_channel_len(ch), 2);
     /* Queued items are still delivered, in order... */
     ASSERT_EQ(recv_one(ch), 1);
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_OK);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0, NULL), TR_OK);
     ASSERT_EQ(item, 2);
     /* ...then every receive says closed, the blocking one at once too. */
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_ECLOSED);
-    ASSERT_EQ(tr_channel_recv_many(ch, &item, 1, &n), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0, NULL), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_recv_many(ch, &item, 1, &n, NULL), TR_ECLOSED);
     ASSERT_EQ(n, 0);
     ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
     ASSERT_EQ(tr_channel_len(ch), 0);
@@ -181,17 +181,17 @@ TEST_IMPL(chan_recv_many) {
     tr_channel_t *ch = new_channel(8);
     uint64_t items[16];
     size_t n = 99;
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_EEMPTY);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n, NULL), TR_EEMPTY);
     ASSERT_EQ(n, 0);
-    ASSERT_EQ(tr_channel_recv_many(ch, NULL, 16, &n), TR_EINVAL);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, NULL), TR_EINVAL);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 0, &n), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_many(ch, NULL, 16, &n, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, NULL, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 0, &n, NULL), TR_EINVAL);
 
-    for (uint64_t k = 1; k <= 5; k++) ASSERT_EQ(tr_channel_try_send(ch, k), TR_OK);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 3, &n), TR_OK); /* at most max */
+    for (uint64_t k = 1; k <= 5; k++) ASSERT_EQ(tr_channel_try_send(ch, k, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 3, &n, NULL), TR_OK); /* at most max */
     ASSERT_EQ(n, 3);
     for (size_t i = 0; i < n; i++) ASSERT_EQ(items[i], i + 1);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK); /* what there is */
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n, NULL), TR_OK); /* what there is */
     ASSERT_EQ(n, 2);
     ASSERT_EQ(items[0], 4);
     ASSERT_EQ(items[1], 5);
@@ -199,20 +199,20 @@ TEST_IMPL(chan_recv_many) {
 
     /* Across the end of the ring. */
     uint64_t next_in = 10, next_out = 10;
-    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
+    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
     for (int i = 0; i < 4; i++) ASSERT_EQ(recv_one(ch), next_out++);
-    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++), TR_OK);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK);
+    for (int i = 0; i < 6; i++) ASSERT_EQ(tr_channel_try_send(ch, next_in++, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n, NULL), TR_OK);
     ASSERT_EQ(n, 8);
     for (size_t i = 0; i < n; i++) ASSERT_EQ(items[i], next_out++);
 
     /* After close: the rest, then TR_ECLOSED. */
-    ASSERT_EQ(tr_channel_try_send(ch, 77), TR_OK);
-    tr_channel_close(ch);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 77, NULL), TR_OK);
+    tr_channel_close(ch, NULL);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n, NULL), TR_OK);
     ASSERT_EQ(n, 1);
     ASSERT_EQ(items[0], 77);
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 16, &n, NULL), TR_ECLOSED);
     ASSERT_EQ(n, 0);
     tr_channel_release(ch);
 }
@@ -221,31 +221,31 @@ TEST_IMPL(chan_blocking_timeout) {
     tr_channel_t *ch = new_channel(1);
     uint64_t item = 12345;
     double t0 = tt_now();
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.05), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.05, NULL), TR_TIMEDOUT);
     double took = tt_now() - t0;
     ASSERT_DBL_CMP(took, >=, 0.045);
     ASSERT_DBL_CMP(took, <, 2.0);
     ASSERT_EQ(item, 12345);
     t0 = tt_now();
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.0), TR_TIMEDOUT); /* a poll */
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.0, NULL), TR_TIMEDOUT); /* a poll */
     ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
-    ASSERT_EQ(tr_channel_recv_blocking(ch, NULL, 0.0), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, NULL, 0.0, NULL), TR_EINVAL);
 
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
     t0 = tt_now();
-    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.05), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.05, NULL), TR_TIMEDOUT);
     took = tt_now() - t0;
     ASSERT_DBL_CMP(took, >=, 0.045);
     ASSERT_DBL_CMP(took, <, 2.0);
-    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.0), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 8, 0.0, NULL), TR_TIMEDOUT);
     ASSERT_EQ(tr_channel_len(ch), 1); /* the timed-out sends left nothing */
 
     /* Ready: no wait, whatever the timeout. */
     t0 = tt_now();
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 30.0), TR_OK);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 30.0, NULL), TR_OK);
     ASSERT_EQ(item, 7);
-    ASSERT_EQ(tr_channel_send_blocking(ch, 9, 30.0), TR_OK);
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0), TR_OK);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 9, 30.0, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, -1.0, NULL), TR_OK);
     ASSERT_EQ(item, 9);
     ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
     tr_channel_release(ch);
@@ -267,8 +267,8 @@ static void *blocker_main(void *arg) {
     blocker *b = arg;
     atomic_store(&b->started, true);
     double t0 = tt_now();
-    b->rc = b->dir == TR_SEND ? tr_channel_send_blocking(b->ch, b->item, b->timeout)
-                              : tr_channel_recv_blocking(b->ch, &b->item, b->timeout);
+    b->rc = b->dir == TR_SEND ? tr_channel_send_blocking(b->ch, b->item, b->timeout, NULL)
+                              : tr_channel_recv_blocking(b->ch, &b->item, b->timeout, NULL);
     b->took = tt_now() - t0;
     atomic_store(&b->done, true);
     return NULL;
@@ -295,7 +295,7 @@ TEST_IMPL(chan_blocking_wakeup) {
     /* A receiver blocked with no deadline is woken by a send. */
     blocker_start(&a, ch, TR_RECV, 0, -1.0);
     ASSERT(!atomic_load(&a.done));
-    ASSERT_EQ(tr_channel_try_send(ch, 42), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 42, NULL), TR_OK);
     blocker_join(&a);
     ASSERT_EQ(a.rc, TR_OK);
     ASSERT_EQ(a.item, 42);
@@ -304,7 +304,7 @@ TEST_IMPL(chan_blocking_wakeup) {
 
     /* A sender blocked on a full channel is woken by a receive, and its
      * item goes in after the one that was there. */
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
     blocker_start(&a, ch, TR_SEND, 2, 10.0);
     ASSERT(!atomic_load(&a.done));
     ASSERT_EQ(recv_one(ch), 1);
@@ -315,13 +315,13 @@ TEST_IMPL(chan_blocking_wakeup) {
     /* Blocked receivers are served in the order they came, one per item. */
     blocker_start(&a, ch, TR_RECV, 0, 10.0);
     blocker_start(&b, ch, TR_RECV, 0, 10.0);
-    ASSERT_EQ(tr_channel_try_send(ch, 100), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 100, NULL), TR_OK);
     blocker_join(&a);
     ASSERT_EQ(a.rc, TR_OK);
     ASSERT_EQ(a.item, 100);
     tt_sleep(SETTLE);
     ASSERT(!atomic_load(&b.done)); /* not woken for an item it cannot have */
-    ASSERT_EQ(tr_channel_try_send(ch, 200), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 200, NULL), TR_OK);
     blocker_join(&b);
     ASSERT_EQ(b.rc, TR_OK);
     ASSERT_EQ(b.item, 200);
@@ -330,9 +330,9 @@ TEST_IMPL(chan_blocking_wakeup) {
      * one blocked after it (a stale entry would take the wake, and worse,
      * point into a returned stack frame). */
     uint64_t item;
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.01), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, 0.01, NULL), TR_TIMEDOUT);
     blocker_start(&a, ch, TR_RECV, 0, 10.0);
-    ASSERT_EQ(tr_channel_try_send(ch, 300), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 300, NULL), TR_OK);
     blocker_join(&a);
     ASSERT_EQ(a.rc, TR_OK);
     ASSERT_EQ(a.item, 300);
@@ -340,7 +340,7 @@ TEST_IMPL(chan_blocking_wakeup) {
 
     /* Close wakes blocked receivers (nothing left: TR_ECLOSED)... */
     blocker_start(&a, ch, TR_RECV, 0, 10.0);
-    tr_channel_close(ch);
+    tr_channel_close(ch, NULL);
     blocker_join(&a);
     ASSERT_EQ(a.rc, TR_ECLOSED);
     ASSERT_DBL_CMP(a.took, <, 5.0);
@@ -348,14 +348,14 @@ TEST_IMPL(chan_blocking_wakeup) {
 
     /* ...and blocked senders, whose item stays out. */
     ch = new_channel(1);
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
     blocker_start(&a, ch, TR_SEND, 2, -1.0);
-    tr_channel_close(ch);
+    tr_channel_close(ch, NULL);
     blocker_join(&a);
     ASSERT_EQ(a.rc, TR_ECLOSED);
     ASSERT_EQ(tr_channel_len(ch), 1);
     ASSERT_EQ(recv_one(ch), 1);
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_ECLOSED);
     tr_channel_release(ch);
 }
 
@@ -389,16 +389,16 @@ static void *stress_producer(void *arg) {
         uint64_t item = (uint64_t)me->index << 32 | i;
         int rc;
         switch (me->index) {
-        case 0: rc = tr_channel_send_blocking(st->ch, item, -1.0); break;
+        case 0: rc = tr_channel_send_blocking(st->ch, item, -1.0, NULL); break;
         case 1: /* short deadlines: timeouts race with wakes */
-            while ((rc = tr_channel_send_blocking(st->ch, item, 0.001)) == TR_TIMEDOUT) {
+            while ((rc = tr_channel_send_blocking(st->ch, item, 0.001, NULL)) == TR_TIMEDOUT) {
             }
             break;
         case 2: /* try first, as a non-blocking caller would */
-            rc = tr_channel_try_send(st->ch, item);
-            if (rc == TR_EFULL) rc = tr_channel_send_blocking(st->ch, item, -1.0);
+            rc = tr_channel_try_send(st->ch, item, NULL);
+            if (rc == TR_EFULL) rc = tr_channel_send_blocking(st->ch, item, -1.0, NULL);
             break;
-        default: rc = tr_channel_send_blocking(st->ch, item, 30.0); break;
+        default: rc = tr_channel_send_blocking(st->ch, item, 30.0, NULL); break;
         }
         ASSERT_EQ(rc, TR_OK);
     }
@@ -425,18 +425,18 @@ static void *stress_consumer(void *arg) {
         size_t n = 0;
         switch (me->index) {
         case 0:
-            rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0);
+            rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0, NULL);
             n = 1;
             break;
         case 1:
-            while ((rc = tr_channel_recv_blocking(st->ch, &items[0], 0.002)) == TR_TIMEDOUT) {
+            while ((rc = tr_channel_recv_blocking(st->ch, &items[0], 0.002, NULL)) == TR_TIMEDOUT) {
             }
             n = 1;
             break;
         default:
-            rc = tr_channel_recv_many(st->ch, items, 16, &n);
+            rc = tr_channel_recv_many(st->ch, items, 16, &n, NULL);
             if (rc == TR_EEMPTY) {
-                rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0);
+                rc = tr_channel_recv_blocking(st->ch, &items[0], -1.0, NULL);
                 n = 1;
             }
             break;
@@ -470,7 +470,7 @@ TEST_IMPL(chan_stress_mpmc) {
         ASSERT_DBL_CMP(tt_now(), <, deadline);
         tt_sleep(0.001);
     }
-    tr_channel_close(st.ch); /* the consumers see TR_ECLOSED and stop */
+    tr_channel_close(st.ch, NULL); /* the consumers see TR_ECLOSED and stop */
     for (int i = 0; i < STRESS_CONSUMERS; i++) ASSERT_EQ(pthread_join(cons[i].tid, NULL), 0);
     ASSERT_EQ(atomic_load(&st.received), total);
     for (size_t k = 0; k < total; k++) ASSERT_EQ(atomic_load(&st.seen[k]), 1);
@@ -514,7 +514,7 @@ TEST_IMPL(chan_wait_port) {
 
     /* Ready now: TR_OK, no waiter. */
     ASSERT_EQ(tr_channel_wait(ch, TR_SEND, port, 1, &w), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, NULL), TR_OK);
     ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 1, &w), TR_OK);
     ASSERT(w == marker);
     expect_no_waiters(rt);
@@ -527,7 +527,7 @@ TEST_IMPL(chan_wait_port) {
     ASSERT_EQ(s.pending, 1);
     ASSERT_EQ(s.submitted, 0); /* a waiter is not an op */
     tt_expect_quiet(rt, port, 0.02);
-    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 6, NULL), TR_OK);
     expect_wake(rt, port, 2);
     expect_no_waiters(rt);
     ASSERT_EQ(tr_channel_len(ch), 1); /* woken to retry: the item is still there */
@@ -535,13 +535,13 @@ TEST_IMPL(chan_wait_port) {
     ASSERT_EQ(recv_one(ch), 6);
 
     /* Full: a sender waits for room. */
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
-    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 8, NULL), TR_OK);
     w = wait_pending(ch, TR_SEND, port, 3);
     ASSERT_EQ(recv_one(ch), 7);
     expect_wake(rt, port, 3);
     ASSERT_EQ(tr_waiter_release(w), 1);
-    ASSERT_EQ(tr_channel_try_send(ch, 9), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 9, NULL), TR_OK);
     ASSERT_EQ(recv_one(ch), 8);
     ASSERT_EQ(recv_one(ch), 9);
 
@@ -550,7 +550,7 @@ TEST_IMPL(chan_wait_port) {
     ASSERT_EQ(tt_stats(rt).waiters, 1);
     ASSERT_EQ(tr_waiter_release(w), 0);
     expect_no_waiters(rt);
-    ASSERT_EQ(tr_channel_try_send(ch, 10), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 10, NULL), TR_OK);
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(tr_channel_len(ch), 1);
 
@@ -558,7 +558,7 @@ TEST_IMPL(chan_wait_port) {
      * 1 (the wake was its), and the record then arrives all the same. */
     ASSERT_EQ(recv_one(ch), 10);
     w = wait_pending(ch, TR_RECV, port, 5);
-    ASSERT_EQ(tr_channel_try_send(ch, 11), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 11, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_release(w), 1);
     expect_wake(rt, port, 5);
     expect_no_waiters(rt);
@@ -584,8 +584,8 @@ TEST_IMPL(chan_wait_invalid) {
     ASSERT_EQ(tr_channel_wait(ch, TR_SEND, port, 0, &w), TR_EINVAL);
     /* A NaN timeout is an error, not "forever". */
     uint64_t item = 0;
-    ASSERT_EQ(tr_channel_send_blocking(ch, 7, NAN), TR_EINVAL);
-    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_channel_send_blocking(ch, 7, NAN, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_channel_recv_blocking(ch, &item, NAN, NULL), TR_EINVAL);
     ASSERT_EQ(tr_channel_len(ch), 0);
     /* Nobody would ever see the record of a closed port. */
     tr_port_t *closed = tt_port(rt, 2);
@@ -613,11 +613,11 @@ TEST_IMPL(chan_wait_thread) {
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_PENDING);
     ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_TIMEDOUT);
     ASSERT_EQ(tr_waiter_wait(w, 0.001), TR_TIMEDOUT);
-    ASSERT_EQ(tr_channel_try_send(ch, 42), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 42, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_wait(w, 5.0), TR_OK);
     ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_OK); /* stays woken */
     ASSERT_EQ(tr_waiter_release(w), 1);
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_OK);
     ASSERT_EQ(item, 42);
 
     /* Two queued: the first one's unused wake, passed on with notify,
@@ -625,21 +625,21 @@ TEST_IMPL(chan_wait_thread) {
     tr_waiter_t *a = NULL, *b = NULL;
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &a), TR_PENDING);
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &b), TR_PENDING);
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_wait(b, 0.0), TR_TIMEDOUT); /* only the oldest is woken */
     ASSERT_EQ(tr_waiter_release(a), 1);
-    tr_channel_notify(ch, TR_RECV);
+    tr_channel_notify(ch, TR_RECV, NULL);
     ASSERT_EQ(tr_waiter_wait(b, 5.0), TR_OK);
     ASSERT_EQ(tr_waiter_release(b), 1);
 
     /* A full channel: a sender waits for room; close wakes it. */
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_SEND, &w), TR_PENDING);
-    tr_channel_close(ch);
+    tr_channel_close(ch, NULL);
     ASSERT_EQ(tr_waiter_wait(w, 5.0), TR_OK);
     ASSERT_EQ(tr_waiter_release(w), 1);
-    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_send(ch, 8, NULL), TR_ECLOSED);
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_OK); /* item queued */
-    ASSERT_EQ(tr_channel_try_recv(ch, &item), TR_OK);
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, NULL), TR_OK);
     ASSERT_EQ(item, 7);
     ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &w), TR_OK); /* closed: ready */
     tr_channel_release(ch);
@@ -653,10 +653,10 @@ TEST_IMPL(chan_wait_one_per_item) {
     tr_channel_t *ch = new_channel(2);
     tr_waiter_t *r[3];
     for (int i = 0; i < 3; i++) r[i] = wait_pending(ch, TR_RECV, port, (uint64_t)i + 1);
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
     expect_wake(rt, port, 1);
     tt_expect_quiet(rt, port, 0.02);
-    ASSERT_EQ(tr_channel_try_send(ch, 2), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2, NULL), TR_OK);
     expect_wake(rt, port, 2);
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(tt_stats(rt).waiters, 1);
@@ -670,7 +670,7 @@ TEST_IMPL(chan_wait_one_per_item) {
     for (int i = 0; i < 3; i++) s[i] = wait_pending(ch, TR_SEND, port, (uint64_t)i + 11);
     uint64_t items[4];
     size_t n;
-    ASSERT_EQ(tr_channel_recv_many(ch, items, 4, &n), TR_OK);
+    ASSERT_EQ(tr_channel_recv_many(ch, items, 4, &n, NULL), TR_OK);
     ASSERT_EQ(n, 2);
     expect_wake(rt, port, 11);
     expect_wake(rt, port, 12);
@@ -683,12 +683,12 @@ TEST_IMPL(chan_wait_one_per_item) {
     blocker b;
     blocker_start(&b, ch, TR_RECV, 0, 10.0);
     tr_waiter_t *w = wait_pending(ch, TR_RECV, port, 21);
-    ASSERT_EQ(tr_channel_try_send(ch, 100), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 100, NULL), TR_OK);
     blocker_join(&b);
     ASSERT_EQ(b.rc, TR_OK);
     ASSERT_EQ(b.item, 100);
     tt_expect_quiet(rt, port, 0.02);
-    ASSERT_EQ(tr_channel_try_send(ch, 200), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 200, NULL), TR_OK);
     expect_wake(rt, port, 21);
     ASSERT_EQ(tr_waiter_release(w), 1);
     ASSERT_EQ(recv_one(ch), 200);
@@ -704,14 +704,14 @@ TEST_IMPL(chan_wait_close) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
     tr_channel_t *empty = new_channel(1), *full = new_channel(1);
-    ASSERT_EQ(tr_channel_try_send(full, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(full, 1, NULL), TR_OK);
     tr_waiter_t *w[4];
     w[0] = wait_pending(empty, TR_RECV, port, 1);
     w[1] = wait_pending(empty, TR_RECV, port, 2);
     w[2] = wait_pending(full, TR_SEND, port, 3);
     w[3] = wait_pending(full, TR_SEND, port, 4);
-    tr_channel_close(empty);
-    tr_channel_close(full);
+    tr_channel_close(empty, NULL);
+    tr_channel_close(full, NULL);
     tt_ledger_t l;
     tt_ledger_init(&l, 4);
     ASSERT_EQ(tt_wait_finals(rt, port, 4, 5.0, tt_ledger_visit, &l), 4);
@@ -723,8 +723,8 @@ TEST_IMPL(chan_wait_close) {
     tt_ledger_free(&l);
     expect_no_waiters(rt);
     uint64_t item;
-    ASSERT_EQ(tr_channel_try_recv(empty, &item), TR_ECLOSED);
-    ASSERT_EQ(tr_channel_try_send(full, 2), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_recv(empty, &item, NULL), TR_ECLOSED);
+    ASSERT_EQ(tr_channel_try_send(full, 2, NULL), TR_ECLOSED);
     ASSERT_EQ(recv_one(full), 1);
     /* Closed is "ready" for both directions: no more waiting. */
     tr_waiter_t *none = NULL;
@@ -746,24 +746,24 @@ TEST_IMPL(chan_notify_passes_wake) {
     tr_channel_t *ch = new_channel(4);
     tr_waiter_t *r1 = wait_pending(ch, TR_RECV, port, 1);
     tr_waiter_t *r2 = wait_pending(ch, TR_RECV, port, 2);
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
     expect_wake(rt, port, 1);
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(tr_waiter_release(r1), 1);
-    tr_channel_notify(ch, TR_RECV);
+    tr_channel_notify(ch, TR_RECV, NULL);
     expect_wake(rt, port, 2);
     ASSERT_EQ(tr_waiter_release(r2), 1);
     ASSERT_EQ(recv_one(ch), 7);
 
     /* Nothing to pass on when the channel cannot serve the waiter. */
     tr_waiter_t *r3 = wait_pending(ch, TR_RECV, port, 3);
-    tr_channel_notify(ch, TR_RECV); /* empty */
-    tr_channel_notify(ch, TR_SEND); /* nobody waits to send */
+    tr_channel_notify(ch, TR_RECV, NULL); /* empty */
+    tr_channel_notify(ch, TR_SEND, NULL); /* nobody waits to send */
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(tr_waiter_release(r3), 0);
-    for (uint64_t i = 0; i < 4; i++) ASSERT_EQ(tr_channel_try_send(ch, i), TR_OK);
+    for (uint64_t i = 0; i < 4; i++) ASSERT_EQ(tr_channel_try_send(ch, i, NULL), TR_OK);
     tr_waiter_t *s1 = wait_pending(ch, TR_SEND, port, 4);
-    tr_channel_notify(ch, TR_SEND); /* full */
+    tr_channel_notify(ch, TR_SEND, NULL); /* full */
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(recv_one(ch), 0);
     expect_wake(rt, port, 4);
@@ -789,10 +789,10 @@ TEST_IMPL(chan_wait_closed_port_skipped) {
     tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
     tr_waiter_t *r2 = wait_pending(ch, TR_RECV, p2, 2);
     tr_port_close(p1);
-    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, NULL), TR_OK);
     expect_wake(rt, p2, 2); /* r1 skipped */
     tr_completion_t c;
-    ASSERT_EQ(tr_port_drain(p1, &c, 1), 0);
+    ASSERT_EQ(tt_drain(p1, &c, 1), 0);
     expect_no_waiters(rt);
     ASSERT_EQ(tr_waiter_release(r1), 0); /* the wake went to r2 */
     ASSERT_EQ(tr_waiter_release(r2), 1);
@@ -803,7 +803,7 @@ TEST_IMPL(chan_wait_closed_port_skipped) {
     tr_port_t *p3 = tt_port(rt, 3);
     tr_waiter_t *r3 = wait_pending(ch, TR_RECV, p3, 3);
     tr_port_close(p3);
-    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 6, NULL), TR_OK);
     expect_no_waiters(rt);
     ASSERT_EQ(tr_waiter_release(r3), 0);
     tr_waiter_t *none = NULL;
@@ -826,7 +826,7 @@ TEST_IMPL(chan_wait_dropped_record) {
      * dropped record passes the wake to the next waiter. */
     tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
     tr_waiter_t *r2 = wait_pending(ch, TR_RECV, p2, 2);
-    ASSERT_EQ(tr_channel_try_send(ch, 5), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, NULL), TR_OK);
     tt_expect_quiet(rt, p2, 0.02);
     tr_port_close(p1);
     expect_wake(rt, p2, 2);
@@ -841,7 +841,7 @@ TEST_IMPL(chan_wait_dropped_record) {
     tr_port_t *p3 = tt_port(rt, 3);
     tr_waiter_t *r3 = wait_pending(ch, TR_RECV, p3, 3);
     tr_waiter_t *r4 = wait_pending(ch, TR_RECV, p2, 4);
-    ASSERT_EQ(tr_channel_try_send(ch, 6), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 6, NULL), TR_OK);
     ASSERT_EQ(tt_stats(rt).ports, 3);
     tr_port_release(p3);
     ASSERT_EQ(tt_stats(rt).ports, 2);
@@ -857,9 +857,9 @@ TEST_IMPL(chan_wait_dropped_record) {
     tr_waiter_t *r5 = wait_pending(ch, TR_RECV, p4, 5);
     tr_waiter_t *r6 = wait_pending(ch, TR_RECV, p2, 6);
     tr_waiter_t *r7 = wait_pending(ch, TR_RECV, p2, 7);
-    ASSERT_EQ(tr_channel_try_send(ch, 7), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_release(r5), 1);
-    tr_channel_notify(ch, TR_RECV);
+    tr_channel_notify(ch, TR_RECV, NULL);
     expect_wake(rt, p2, 6);
     tr_port_close(p4); /* drops r5's record */
     tt_expect_quiet(rt, p2, 0.02);
@@ -872,9 +872,9 @@ TEST_IMPL(chan_wait_dropped_record) {
      * nothing is left behind (the sanitizers and valgrind check). */
     tr_port_t *p5 = tt_port(rt, 5);
     tr_waiter_t *r8 = wait_pending(ch, TR_RECV, p5, 8);
-    ASSERT_EQ(tr_channel_try_send(ch, 8), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 8, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_release(r8), 1);
-    tr_channel_notify(ch, TR_RECV); /* nobody waits: nothing happens */
+    tr_channel_notify(ch, TR_RECV, NULL); /* nobody waits: nothing happens */
     tr_port_release(p5);
     ASSERT_EQ(recv_one(ch), 8);
 
@@ -905,7 +905,7 @@ TEST_IMPL(chan_wait_shutdown) {
     ASSERT_EQ(s.waiters, 1);
     ASSERT_EQ(s.pending, 1);
     /* Its port is still open, so a send still wakes it. */
-    ASSERT_EQ(tr_channel_try_send(ch, 1), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
     expect_wake(rt, port, 1);
     expect_no_waiters(rt);
     ASSERT_EQ(tr_waiter_release(early), 1);

@@ -128,7 +128,7 @@ static void channel_under_inbox(void) {
     tr_channel_t *ch = NULL;
     if (tr_channel_new(4, &ch) != TR_OK) _exit(3);
     (void)tr__inbox_lock_running(&ib);
-    (void)tr_channel_try_send(ch, 1); /* must abort inside channel.c */
+    (void)tr_channel_try_send(ch, 1, NULL); /* must abort inside channel.c */
 }
 
 TEST_IMPL(lock_rank_fires) {

@@ -29,26 +29,26 @@ TEST_IMPL(mutex_basic) {
     tr_mutex_release(NULL); /* allowed, does nothing */
     tr_mutex_t *m = new_mutex();
     ASSERT_EQ(tr_mutex_locked(m), 0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL); /* not locked */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_EINVAL); /* not locked */
     /* Bad arguments are refused even when the lock is free to take. */
     tr_waiter_t *w = NULL;
-    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, &w), TR_EINVAL);
-    ASSERT_EQ(tr_mutex_lock_blocking(m, NAN), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, NAN, 1), TR_EINVAL);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     ASSERT_NULL(w);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 1);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_EBUSY);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_EBUSY);
     ASSERT_EQ(tr_mutex_locked(m), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_EINVAL);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     /* Free: taken at once, whatever the timeout. */
     double t0 = tt_now();
-    ASSERT_EQ(tr_mutex_lock_blocking(m, -1.0), TR_OK);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
-    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0), TR_OK);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, -1.0, 1), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0, 1), TR_OK);
     ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
     ASSERT_EQ(tr_mutex_locked(m), 1);
     tr_mutex_release(m); /* released while locked: fine */
@@ -56,17 +56,17 @@ TEST_IMPL(mutex_basic) {
 
 TEST_IMPL(mutex_lock_timeout) {
     tr_mutex_t *m = new_mutex();
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     double t0 = tt_now();
-    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.05), TR_TIMEDOUT);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.05, 1), TR_TIMEDOUT);
     double took = tt_now() - t0;
     ASSERT_DBL_CMP(took, >=, 0.045);
     ASSERT_DBL_CMP(took, <, 2.0);
     t0 = tt_now();
-    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0), TR_TIMEDOUT); /* a poll */
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 0.0, 1), TR_TIMEDOUT); /* a poll */
     ASSERT_DBL_CMP(tt_now() - t0, <, 1.0);
     /* The timed-out waiters left the queue: unlocking hands it to nobody. */
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     tr_mutex_release(m);
 }
@@ -93,11 +93,11 @@ static void *locker_main(void *arg) {
     locker *l = arg;
     atomic_store(&l->started, true);
     double t0 = tt_now();
-    l->rc = tr_mutex_lock_blocking(l->m, l->timeout);
+    l->rc = tr_mutex_lock_blocking(l->m, l->timeout, 1);
     l->took = tt_now() - t0;
     if (l->rc == TR_OK) {
         l->log->ids[l->log->n++] = l->id;
-        ASSERT_EQ(tr_mutex_unlock(l->m), TR_OK);
+        ASSERT_EQ(tr_mutex_unlock(l->m, NULL), TR_OK);
     }
     atomic_store(&l->done, true);
     return NULL;
@@ -122,11 +122,11 @@ TEST_IMPL(mutex_fifo_threads) {
     tr_mutex_t *m = new_mutex();
     order_log log = {.n = 0};
     locker l[4];
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     for (int i = 0; i < 4; i++) locker_start(&l[i], m, &log, i + 1, 10.0);
     for (int i = 0; i < 4; i++) ASSERT(!atomic_load(&l[i].done));
     /* One unlock, four hand-offs in the order they queued. */
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     for (int i = 0; i < 4; i++) {
         locker_join(&l[i]);
         ASSERT_EQ(l[i].rc, TR_OK);
@@ -137,21 +137,21 @@ TEST_IMPL(mutex_fifo_threads) {
 
     /* A thread woken by an unlock from another thread, with a deadline it
      * does not reach. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     locker_start(&l[0], m, &log, 5, 10.0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     locker_join(&l[0]);
     ASSERT_EQ(l[0].rc, TR_OK);
     ASSERT_DBL_CMP(l[0].took, >=, SETTLE * 0.9);
     ASSERT_DBL_CMP(l[0].took, <, 5.0);
 
     /* A thread that timed out is out of line: the next one gets the lock. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     locker_start(&l[0], m, &log, 6, 0.01);
     locker_join(&l[0]);
     ASSERT_EQ(l[0].rc, TR_TIMEDOUT);
     locker_start(&l[1], m, &log, 7, 10.0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     locker_join(&l[1]);
     ASSERT_EQ(l[1].rc, TR_OK);
     ASSERT_EQ(log.n, 6);
@@ -177,11 +177,11 @@ static void *stepper_main(void *arg) {
     stepper *st = arg;
     tr_waiter_t *w = NULL;
     atomic_store(&st->started, true);
-    ASSERT_EQ(tr_mutex_wait_thread(st->m, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait_thread(st->m, 1, &w), TR_PENDING);
     while (tr_waiter_wait(w, 0.005) == TR_TIMEDOUT) st->steps++;
     ASSERT_EQ(tr_waiter_release(w), 1); /* woken: the lock is ours */
     st->log->ids[st->log->n++] = st->id;
-    ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(st->m, NULL), TR_OK);
     return NULL;
 }
 
@@ -190,9 +190,9 @@ TEST_IMPL(mutex_wait_thread_keeps_place) {
     order_log log = {.n = 0};
     tr_waiter_t *w = NULL;
     /* Free: taken at once, no waiter. */
-    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 1, &w), TR_OK);
     ASSERT_NULL(w);
-    ASSERT_EQ(tr_mutex_wait_thread(m, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 1, NULL), TR_EINVAL);
 
     /* A stepping waiter queued first is served first, however many times
      * it came back out of tr_waiter_wait meanwhile. */
@@ -202,7 +202,7 @@ TEST_IMPL(mutex_wait_thread_keeps_place) {
     locker later;
     locker_start(&later, m, &log, 2, 10.0);
     tt_sleep(SETTLE);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(pthread_join(st.tid, NULL), 0);
     locker_join(&later);
     ASSERT_GE(st.steps, 3);
@@ -214,19 +214,19 @@ TEST_IMPL(mutex_wait_thread_keeps_place) {
     /* Released unwoken: out of line, returns 0, the lock stays free for
      * others.  Released after a hand-off it did not use: returns 1, and the
      * caller passes the lock on with an unlock. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
-    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 1, &w), TR_PENDING);
     ASSERT_EQ(tr_waiter_wait(w, 0.0), TR_TIMEDOUT);
     ASSERT_EQ(tr_waiter_wait(w, NAN), TR_EINVAL);
     ASSERT_EQ(tr_waiter_release(w), 0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
-    ASSERT_EQ(tr_mutex_wait_thread(m, &w), TR_PENDING);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* handed to w */
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 1, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK); /* handed to w */
     ASSERT_EQ(tr_mutex_locked(m), 1);
     ASSERT_EQ(tr_waiter_release(w), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     tr_mutex_release(m);
 }
@@ -243,7 +243,7 @@ static void expect_handed(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
 
 static tr_waiter_t *wait_pending(tr_mutex_t *m, tr_port_t *port, uint64_t token) {
     tr_waiter_t *w = NULL;
-    ASSERT_EQ(tr_mutex_wait(m, port, token, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait(m, port, token, token, &w), TR_PENDING); /* ticket = token */
     ASSERT_NOT_NULL(w);
     return w;
 }
@@ -262,7 +262,7 @@ TEST_IMPL(mutex_wait_port) {
     tr_waiter_t *marker = (tr_waiter_t *)(void *)&c0, *w = marker;
 
     /* Free: taken now, no waiter. */
-    ASSERT_EQ(tr_mutex_wait(m, port, 1, &w), TR_OK);
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, 1, &w), TR_OK);
     ASSERT(w == marker);
     ASSERT_EQ(tr_mutex_locked(m), 1);
     expect_no_waiters(rt);
@@ -274,90 +274,112 @@ TEST_IMPL(mutex_wait_port) {
     ASSERT_EQ(s.waiters, 1);
     ASSERT_EQ(s.pending, 1);
     tt_expect_quiet(rt, port, 0.02);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     /* Handed over directly: it never was free, so nobody can barge in. */
     ASSERT_EQ(tr_mutex_locked(m), 1);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_EBUSY);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_EBUSY);
     expect_handed(rt, port, 2);
     expect_no_waiters(rt);
     ASSERT_EQ(tr_waiter_release(w), 1);
     ASSERT_EQ(tr_mutex_locked(m), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
 
     /* Given up before the hand-off: 0, and the unlock frees the lock
      * instead of handing it to the departed waiter. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     w = wait_pending(m, port, 3);
     ASSERT_EQ(tr_waiter_release(w), 0);
     expect_no_waiters(rt);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     tt_expect_quiet(rt, port, 0.02);
 
     /* Invalid arguments queue nothing. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     w = NULL;
-    ASSERT_EQ(tr_mutex_wait(m, port, 0, &w), TR_EINVAL);
-    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, &w), TR_EINVAL);
-    ASSERT_EQ(tr_mutex_wait(m, port, 1, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, port, 0, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, NULL, 1, 1, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, 1, NULL), TR_EINVAL);
     ASSERT_NULL(w);
     expect_no_waiters(rt);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
 
     tr_mutex_release(m);
     tr_port_release(port);
     tr_runtime_release(rt);
 }
 
-TEST_IMPL(mutex_unlock_quiet) {
+TEST_IMPL(mutex_unlock_wakes) {
     tr_runtime_t *rt = tt_runtime(1), *other = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 7), *elsewhere = tt_port(other, 9);
     tr_mutex_t *m = new_mutex();
     uint64_t ids[4] = {0};
+    tr_wakes_t wk;
+    tr_completion_t c;
 
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_EINVAL); /* not locked */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK); /* nobody waits: just unlocked */
+    wk.n = 99;
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_EINVAL); /* not locked */
+    ASSERT_EQ(wk.n, 0);                             /* emptied on entry all the same */
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
+    wk.n = 99;
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK); /* nobody waits: just unlocked */
+    ASSERT_EQ(wk.n, 0);
     ASSERT_EQ(tr_mutex_locked(m), 0);
 
-    /* Handed to a waiter of rt: its port is queued for the caller, who takes
-     * it off the ready list itself; the record is there to drain. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    /* Handed to a port waiter: its port is listed for the caller, and the
+     * dispatcher is not told; the record is there to drain. */
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w = wait_pending(m, port, 2);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 1); /* handed over, never free */
-    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 1);
-    ASSERT_EQ(ids[0], 7);
-    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 0);
-    tr_completion_t c;
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(wk.ids[0], 7);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 0.05), 0);
+    ASSERT_EQ(tt_drain(port, &c, 1), 1);
     ASSERT_EQ(c.token, 2);
     ASSERT_EQ(c.status, TR_OK);
     ASSERT_EQ(tr_waiter_release(w), 1);
 
-    /* Left behind by the caller: the dispatcher still finds it. */
+    /* The drain re-armed the port; with NULL the dispatcher is told. */
     w = wait_pending(m, port, 3);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 5.0), 1);
     ASSERT_EQ(ids[0], 7);
     expect_handed(rt, port, 3);
     ASSERT_EQ(tr_waiter_release(w), 1);
 
-    /* A waiter of another runtime goes through that runtime's dispatcher. */
-    w = wait_pending(m, elsewhere, 4);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK);
-    ASSERT_EQ(tr_runtime_take_ready(rt, ids, 4), 0);
-    expect_handed(other, elsewhere, 4);
+    /* A caller that lists the port and then does not drain it (it was
+     * interrupted): the dispatcher's sweep finds it with tr_port_stalled. */
+    w = wait_pending(m, port, 4);
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 0.05), 0);
+    ASSERT_EQ(tr_port_stalled(port), 0); /* drained since the last sweep (there was none) */
+    ASSERT_EQ(tr_port_stalled(port), 1); /* not since: stalled */
+    expect_handed(rt, port, 4);
+    ASSERT_EQ(tr_port_stalled(port), 0);
     ASSERT_EQ(tr_waiter_release(w), 1);
 
-    /* A thread waiter is woken directly, as by tr_mutex_unlock. */
+    /* A port of another runtime is listed just the same. */
+    w = wait_pending(m, elsewhere, 5);
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(wk.ids[0], 9);
+    ASSERT_EQ(tr_runtime_wait_ready(other, ids, 4, 0.05), 0);
+    ASSERT_EQ(tt_drain(elsewhere, &c, 1), 1);
+    ASSERT_EQ(c.token, 5);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+
+    /* A thread waiter is woken directly: nothing to list. */
     tr_waiter_t *tw = NULL;
-    ASSERT_EQ(tr_mutex_wait_thread(m, &tw), TR_PENDING);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, rt), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 6, &tw), TR_PENDING);
+    wk.n = 99;
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 0);
     ASSERT_EQ(tr_waiter_wait(tw, 5.0), TR_OK);
     ASSERT_EQ(tr_waiter_release(tw), 1);
-    ASSERT_EQ(tr_mutex_unlock_quiet(m, NULL), TR_OK); /* no runtime: a plain unlock */
+    ASSERT_EQ(tr_mutex_unlock_if(m, 6, &wk), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
 
     tr_mutex_release(m);
@@ -374,27 +396,27 @@ TEST_IMPL(mutex_fifo_mixed) {
     tr_mutex_t *m = new_mutex();
     order_log log = {.n = 0};
     locker t1, t3, t5;
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     locker_start(&t1, m, &log, 1, 10.0);
     tr_waiter_t *w2 = wait_pending(m, port, 2);
     locker_start(&t3, m, &log, 3, 10.0);
     tr_waiter_t *w4 = wait_pending(m, port, 4);
     locker_start(&t5, m, &log, 5, 10.0);
 
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T1 runs, then hands it to W2 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK); /* T1 runs, then hands it to W2 */
     expect_handed(rt, port, 2);
     locker_join(&t1);
     ASSERT_EQ(log.n, 1);
     ASSERT(!atomic_load(&t3.done)); /* behind W2, which holds it now */
     log.ids[log.n++] = 2;
     ASSERT_EQ(tr_waiter_release(w2), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T3, then W4 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK); /* T3, then W4 */
     expect_handed(rt, port, 4);
     locker_join(&t3);
     ASSERT(!atomic_load(&t5.done));
     log.ids[log.n++] = 4;
     ASSERT_EQ(tr_waiter_release(w4), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK); /* T5 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK); /* T5 */
     locker_join(&t5);
     ASSERT_EQ(log.n, 5);
     for (int i = 0; i < 5; i++) ASSERT_EQ(log.ids[i], i + 1);
@@ -411,29 +433,29 @@ TEST_IMPL(mutex_wait_release_woken) {
     tr_runtime_t *rt = tt_runtime(1);
     tr_port_t *port = tt_port(rt, 1);
     tr_mutex_t *m = new_mutex();
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w1 = wait_pending(m, port, 1);
     tr_waiter_t *w2 = wait_pending(m, port, 2);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     expect_handed(rt, port, 1);
     tt_expect_quiet(rt, port, 0.02);
     ASSERT_EQ(tr_waiter_release(w1), 1);
     ASSERT_EQ(tr_mutex_locked(m), 1); /* still w1's, until: */
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     expect_handed(rt, port, 2);
     ASSERT_EQ(tr_waiter_release(w2), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
 
     /* Released after the hand-off but before its record was drained: the
      * same, and the record still arrives. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w3 = wait_pending(m, port, 3);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_waiter_release(w3), 1);
     ASSERT_EQ(tr_mutex_locked(m), 1);
     expect_handed(rt, port, 3);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     expect_no_waiters(rt);
     tr_mutex_release(m);
@@ -452,24 +474,24 @@ TEST_IMPL(mutex_wait_closed_port) {
     tr_completion_t c;
 
     /* Closed before the unlock: skipped. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w1 = wait_pending(m, p1, 1);
     tr_waiter_t *w2 = wait_pending(m, p2, 2);
     tr_port_close(p1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     expect_handed(rt, p2, 2);
-    ASSERT_EQ(tr_port_drain(p1, &c, 1), 0);
+    ASSERT_EQ(tt_drain(p1, &c, 1), 0);
     ASSERT_EQ(tr_waiter_release(w1), 0); /* it never had the lock: no unlock */
     ASSERT_EQ(tr_waiter_release(w2), 1);
     ASSERT_EQ(tr_mutex_locked(m), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
 
     /* Only waiters of closed ports: the unlock frees it. */
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w3 = wait_pending(m, p3, 3);
     tr_port_close(p3);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     ASSERT_EQ(tr_waiter_release(w3), 0);
     expect_no_waiters(rt);
@@ -489,30 +511,30 @@ TEST_IMPL(mutex_wait_dropped_record) {
     /* Handed the lock, then the port closes before the record is drained:
      * the dropped record hands it on. */
     tr_port_t *p = tt_port(rt, 2);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     tr_waiter_t *w1 = wait_pending(m, p, 1);
     tr_waiter_t *w2 = wait_pending(m, live, 2);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     tt_expect_quiet(rt, live, 0.02);
     tr_port_close(p);
     expect_handed(rt, live, 2);
     ASSERT_EQ(tr_waiter_release(w1), 0); /* the lock went on without it */
     ASSERT_EQ(tr_waiter_release(w2), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     tr_port_release(p);
 
     /* The same when the port is let go without a close. */
     p = tt_port(rt, 3);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     w1 = wait_pending(m, p, 3);
     w2 = wait_pending(m, live, 4);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     tr_port_release(p);
     expect_handed(rt, live, 4);
     ASSERT_EQ(tr_waiter_release(w1), 0);
     ASSERT_EQ(tr_waiter_release(w2), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     /* The released ports are gone (the first one once its close message
      * has run on the loop thread, which holds it until then). */
@@ -522,24 +544,24 @@ TEST_IMPL(mutex_wait_dropped_record) {
     /* Released (1) and unlocked by its owner, then its record is dropped:
      * the lock, now w2's, must stay w2's (w3 is not handed it). */
     p = tt_port(rt, 5);
-    ASSERT_EQ(tr_mutex_try_lock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
     w1 = wait_pending(m, p, 5);
     w2 = wait_pending(m, live, 6);
     tr_waiter_t *w3 = wait_pending(m, live, 7);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* handed to w1 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);   /* handed to w1 */
     ASSERT_EQ(tr_waiter_release(w1), 1);    /* w1 will not use it... */
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* ...so passes it on, to w2 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);   /* ...so passes it on, to w2 */
     expect_handed(rt, live, 6);
     tr_port_close(p);                       /* drops w1's record */
     tt_expect_quiet(rt, live, 0.02);
     ASSERT_EQ(tr_mutex_locked(m), 1);
     ASSERT_EQ(tr_waiter_release(w2), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);   /* now w3 */
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);   /* now w3 */
     expect_handed(rt, live, 7);
     ASSERT_EQ(tr_waiter_release(w3), 1);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_EINVAL);
     tr_port_release(p);
     expect_no_waiters(rt);
 
@@ -554,11 +576,11 @@ TEST_IMPL(mutex_wait_shutdown) {
     tr_mutex_t *m = new_mutex();
     tr_runtime_shutdown(rt);
     tr_waiter_t *w = NULL;
-    ASSERT_EQ(tr_mutex_wait(m, port, 1, &w), TR_OK); /* free: no waiter needed */
-    ASSERT_EQ(tr_mutex_wait(m, port, 2, &w), TR_ESHUTDOWN);
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, 1, &w), TR_OK); /* free: no waiter needed */
+    ASSERT_EQ(tr_mutex_wait(m, port, 2, 1, &w), TR_ESHUTDOWN);
     ASSERT_NULL(w);
     expect_no_waiters(rt);
-    ASSERT_EQ(tr_mutex_unlock(m), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK);
     ASSERT_EQ(tr_mutex_locked(m), 0);
     tr_mutex_release(m);
     tr_port_release(port);
@@ -601,21 +623,21 @@ static void *mstress_main(void *arg) {
     for (size_t i = 0; i < st->per_thread; i++) {
         int rc;
         switch (me->index) {
-        case 0: rc = tr_mutex_lock_blocking(st->m, -1.0); break;
+        case 0: rc = tr_mutex_lock_blocking(st->m, -1.0, 1); break;
         case 1:
-            while ((rc = tr_mutex_lock_blocking(st->m, 0.0005)) == TR_TIMEDOUT) {
+            while ((rc = tr_mutex_lock_blocking(st->m, 0.0005, 1)) == TR_TIMEDOUT) {
             }
             break;
         case 2:
-            rc = tr_mutex_try_lock(st->m);
-            if (rc == TR_EBUSY) rc = tr_mutex_lock_blocking(st->m, -1.0);
+            rc = tr_mutex_try_lock(st->m, 1);
+            if (rc == TR_EBUSY) rc = tr_mutex_lock_blocking(st->m, -1.0, 1);
             break;
-        default: rc = tr_mutex_lock_blocking(st->m, 30.0); break;
+        default: rc = tr_mutex_lock_blocking(st->m, 30.0, 1); break;
         }
         ASSERT_EQ(rc, TR_OK);
         critical_section(st);
         me->entered++;
-        ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+        ASSERT_EQ(tr_mutex_unlock(st->m, NULL), TR_OK);
     }
     return NULL;
 }
@@ -626,7 +648,7 @@ static void await_token(tr_runtime_t *rt, tr_port_t *port, uint64_t token) {
     double deadline = tt_now() + 20.0;
     for (;;) {
         tr_completion_t c;
-        while (tr_port_drain(port, &c, 1) == 1) {
+        while (tt_drain(port, &c, 1) == 1) {
             ASSERT_LE(c.token, token);
             if (c.token == token) return;
         }
@@ -650,14 +672,14 @@ static void *port_locker_main(void *arg) {
     uint64_t token = 0;
     for (size_t i = 0; i < pl->rounds; i++) {
         tr_waiter_t *w = NULL;
-        int rc = tr_mutex_wait(st->m, port, ++token, &w);
+        int rc = tr_mutex_wait(st->m, port, ++token, 1, &w);
         if (rc == TR_PENDING) {
             if (i % 5 == 0) {
                 /* Cancelled at once: either still queued (0), or handed the
                  * lock meanwhile (1), which must then be passed on. */
                 if (tr_waiter_release(w)) {
                     pl->gave_up_woken++;
-                    ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+                    ASSERT_EQ(tr_mutex_unlock(st->m, NULL), TR_OK);
                 } else {
                     pl->gave_up_queued++;
                 }
@@ -670,7 +692,7 @@ static void *port_locker_main(void *arg) {
         }
         critical_section(st);
         pl->entered++;
-        ASSERT_EQ(tr_mutex_unlock(st->m), TR_OK);
+        ASSERT_EQ(tr_mutex_unlock(st->m, NULL), TR_OK);
     }
     /* Every waiter was woken or removed. */
     tr_stats_t s = tt_stats(rt);

@@ -29,12 +29,12 @@ TEST_IMPL(port_close_drops_records) {
     tr_port_close(port);
     ASSERT_EQ(tt_stats(rt).live_ops, 0);
     tr_completion_t c;
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 0);
+    ASSERT_EQ(tt_drain(port, &c, 1), 0);
     tr_port_close(port); /* idempotent */
     /* A later op is cancelled as it starts, its record dropped. */
     ASSERT_EQ(tr_sleep(rt, port, 12, 0.0), TR_OK);
     ASSERT(tt_wait_idle(rt, 5.0));
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 0);
+    ASSERT_EQ(tt_drain(port, &c, 1), 0);
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.completed, 11);
     ASSERT_EQ(s.cancelled, 1);
@@ -69,8 +69,8 @@ TEST_IMPL(port_close_cancels_ops) {
     ASSERT_LT(tr_task_progress(task), 1000);
     tr_task_release(task);
     tr_completion_t c;
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 0);
-    ASSERT_EQ(tr_port_drain(other, &c, 1), 0);
+    ASSERT_EQ(tt_drain(port, &c, 1), 0);
+    ASSERT_EQ(tt_drain(other, &c, 1), 0);
     ASSERT_EQ(tr_cancel(rt, 1000), TR_OK);
     tt_wait_one(rt, other, &c, 5.0);
     ASSERT_EQ(c.token, 1000);
@@ -192,7 +192,7 @@ TEST_IMPL(port_many) {
             tr_completion_t c[4];
             size_t got;
             do { /* drain it empty, which re-arms its edge */
-                got = tr_port_drain(ports[p], c, 4);
+                got = tt_drain(ports[p], c, 4);
                 for (size_t j = 0; j < got; j++) {
                     ASSERT_EQ(c[j].token / 1000, p + 1);
                     ASSERT_EQ(c[j].status, TR_OK);
@@ -245,7 +245,7 @@ TEST_IMPL(port_drain_cap1) {
     bool seen[6] = {false};
     tr_completion_t c;
     for (int i = 0; i < 2; i++) {
-        ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+        ASSERT_EQ(tt_drain(port, &c, 1), 1);
         ASSERT(c.token >= 1 && c.token <= 5 && !seen[c.token]);
         seen[c.token] = true;
     }
@@ -255,19 +255,19 @@ TEST_IMPL(port_drain_cap1) {
     ASSERT(tt_wait_idle(rt, 5.0));
     expect_not_reported(rt);
     for (int i = 0; i < 3; i++) {
-        ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+        ASSERT_EQ(tt_drain(port, &c, 1), 1);
         ASSERT(c.token >= 1 && c.token <= 5 && !seen[c.token]);
         seen[c.token] = true;
     }
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+    ASSERT_EQ(tt_drain(port, &c, 1), 1);
     ASSERT_EQ(c.token, 6);
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 0); /* empty: re-armed */
+    ASSERT_EQ(tt_drain(port, &c, 1), 0); /* empty: re-armed */
     expect_not_reported(rt);
 
     ASSERT_EQ(tr_sleep(rt, port, 7, 0.0), TR_OK);
     expect_reported(rt, 42); /* a new edge */
-    ASSERT_EQ(tr_port_drain(port, &c, 0), 0); /* cap 0 takes nothing */
-    ASSERT_EQ(tr_port_drain(port, &c, 1), 1);
+    ASSERT_EQ(tt_drain(port, &c, 0), 0); /* cap 0 takes nothing */
+    ASSERT_EQ(tt_drain(port, &c, 1), 1);
     ASSERT_EQ(c.token, 7);
     tr_port_release(port);
     tr_runtime_release(rt);

@@ -260,7 +260,7 @@ TEST_IMPL(runtime_release_before_ports) {
     ASSERT_EQ(tr_counter_demo(rt, port, 2, 3, 0.0), TR_OK);
     tr_runtime_release(rt);
     tr_completion_t c[4];
-    size_t n = tr_port_drain(port, c, 4);
+    size_t n = tt_drain(port, c, 4);
     ASSERT_EQ(n, 2);
     for (size_t i = 0; i < n; i++) {
         ASSERT_EQ(c[i].final, 1);

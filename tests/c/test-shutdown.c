@@ -101,7 +101,7 @@ TEST_IMPL(shutdown_ops_in_flight) {
         ASSERT_EQ(tt_wait_finals(rt, subs[k].port, subs[k].naccepted, 10.0, tt_ledger_visit, &l),
                   subs[k].naccepted);
         tr_completion_t c;
-        ASSERT_EQ(tr_port_drain(subs[k].port, &c, 1), 0);
+        ASSERT_EQ(tt_drain(subs[k].port, &c, 1), 0);
         accepted += subs[k].naccepted;
     }
     ASSERT_EQ(l.stray, 0);
@@ -158,7 +158,7 @@ static void *dispatch_main(void *arg) {
             tr_completion_t c[8];
             size_t got;
             do {
-                got = tr_port_drain(port, c, 8);
+                got = tt_drain(port, c, 8);
                 for (size_t j = 0; j < got; j++) tt_ledger_visit(&c[j], &d->ledger);
             } while (got == 8);
         }

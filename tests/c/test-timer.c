@@ -180,7 +180,7 @@ TEST_IMPL(burst_reported_once) {
     ASSERT_EQ(ids[0], 1);
     tr_completion_t *c = calloc(N + 1, sizeof *c);
     ASSERT_NOT_NULL(c);
-    ASSERT_EQ(tr_port_drain(port, c, N + 1), N);
+    ASSERT_EQ(tt_drain(port, c, N + 1), N);
     for (size_t i = 0; i < N; i++) ASSERT_EQ(c[i].status, TR_OK);
     free(c);
     tr_port_release(port);
@@ -477,7 +477,7 @@ TEST_IMPL(ticker_task_progress) {
     /* Meanwhile the port holds one coalesced progress record, not one per
      * tick, and it is never ahead of the handle. */
     tr_completion_t c[4];
-    ASSERT_EQ(tr_port_drain(port, c, 4), 1);
+    ASSERT_EQ(tt_drain(port, c, 4), 1);
     ASSERT_EQ(c[0].final, 0);
     ASSERT_GE(c[0].value, 1);
     ASSERT_LE(c[0].value, tr_task_progress(task));

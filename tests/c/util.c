@@ -79,6 +79,12 @@ tr_stats_t tt_stats(tr_runtime_t *rt) {
     return s;
 }
 
+size_t tt_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
+    size_t n = tr_port_drain(port, out, cap, 0);
+    if (n) ASSERT_EQ(tr_port_drain(port, NULL, 0, n), 0);
+    return n;
+}
+
 size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double timeout,
                       tt_visit_fn visit, void *ctx) {
     double deadline = tt_now() + timeout;
@@ -89,7 +95,7 @@ size_t tt_wait_finals(tr_runtime_t *rt, tr_port_t *port, size_t want, double tim
          * taken by an earlier wait (ours or for another port), and a port is
          * reported again only after it was drained empty. */
         tr_completion_t c;
-        while (finals < want && tr_port_drain(port, &c, 1) == 1) {
+        while (finals < want && tt_drain(port, &c, 1) == 1) {
             if (c.final) finals++;
             if (visit) visit(&c, ctx);
         }
