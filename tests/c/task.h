@@ -99,6 +99,10 @@
     X(port_release_ops_in_flight)    \
     X(port_many)                     \
     X(port_drain_cap1)               \
+    X(port_drain_two_phase)          \
+    X(port_close_keeps_in_flight)    \
+    X(port_close_progress_in_flight) \
+    X(port_stalled)                  \
     X(shutdown_ops_in_flight)        \
     X(shutdown_dispatcher_sees_end)  \
     X(shutdown_release_with_records) \

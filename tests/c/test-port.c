@@ -272,3 +272,138 @@ TEST_IMPL(port_drain_cap1) {
     tr_port_release(port);
     tr_runtime_release(rt);
 }
+
+/* ---- two-phase drain, tr_port_stalled ---------------------------------------- */
+
+/* Queue one finished sleep record per token, in token order. */
+static void queue_sleeps(tr_runtime_t *rt, tr_port_t *port, uint64_t first, uint64_t last) {
+    for (uint64_t t = first; t <= last; t++) {
+        ASSERT_EQ(tr_sleep(rt, port, t, 0.0), TR_OK);
+        ASSERT(tt_wait_idle(rt, 5.0));
+    }
+}
+
+TEST_IMPL(port_drain_two_phase) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 5);
+    tr_completion_t c[8];
+    queue_sleeps(rt, port, 1, 3);
+    expect_reported(rt, 5);
+    ASSERT_EQ(tt_stats(rt).live_ops, 3);
+
+    /* Copied, not removed: without an ack the same records come again. */
+    ASSERT_EQ(tr_port_drain(port, c, 2, 0), 2);
+    ASSERT_EQ(c[0].token, 1);
+    ASSERT_EQ(c[1].token, 2);
+    ASSERT_EQ(tr_port_drain(port, c, 2, 0), 2);
+    ASSERT_EQ(c[0].token, 1);
+    ASSERT_EQ(c[1].token, 2);
+    ASSERT_EQ(tt_stats(rt).live_ops, 3); /* nothing released yet */
+    /* Acknowledge one of the two: it goes, the other is copied again. */
+    ASSERT_EQ(tr_port_drain(port, c, 8, 1), 2);
+    ASSERT_EQ(c[0].token, 2);
+    ASSERT_EQ(c[1].token, 3);
+    ASSERT_EQ(tt_stats(rt).live_ops, 2);
+    /* Still not empty: a new record does not report the port again. */
+    queue_sleeps(rt, port, 4, 4);
+    expect_not_reported(rt);
+    /* An ack beyond what was copied counts only what was copied. */
+    ASSERT_EQ(tr_port_drain(port, c, 8, 100), 1);
+    ASSERT_EQ(c[0].token, 4);
+    ASSERT_EQ(tr_port_drain(port, c, 8, 1), 0);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    /* Empty after the ack: re-armed, the next record is a new edge. */
+    queue_sleeps(rt, port, 5, 5);
+    expect_reported(rt, 5);
+    /* A fresh start (ack 0) after an empty drain acknowledges nothing. */
+    ASSERT_EQ(tr_port_drain(port, c, 8, 0), 1);
+    ASSERT_EQ(tr_port_drain(port, c, 0, 1), 0); /* cap 0: ack only */
+    ASSERT_EQ(tr_port_drain(port, c, 8, 1), 0); /* nothing in flight now */
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(port_close_keeps_in_flight) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 6);
+    tr_completion_t c[8];
+    queue_sleeps(rt, port, 1, 4);
+    ASSERT_EQ(tr_port_drain(port, c, 2, 0), 2); /* 1 and 2 in flight */
+    tr_port_close(port);
+    /* 3 and 4 were never copied: dropped; 1 and 2 stay queued. */
+    ASSERT_EQ(tt_stats(rt).live_ops, 2);
+    tr_port_close(port); /* idempotent, keeps them still */
+    ASSERT_EQ(tt_stats(rt).live_ops, 2);
+    /* The next drain acknowledges them (here one of the two: the other,
+     * never delivered and never to be, is dropped) and copies nothing. */
+    ASSERT_EQ(tr_port_drain(port, c, 8, 1), 0);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    ASSERT_EQ(tr_port_drain(port, c, 8, 2), 0); /* nothing in flight any more */
+
+    /* Closed with records in flight and never drained again: release
+     * drops them (valgrind/ASan check that nothing leaks). */
+    tr_port_t *p2 = tt_port(rt, 7);
+    queue_sleeps(rt, p2, 11, 13);
+    ASSERT_EQ(tr_port_drain(p2, c, 8, 0), 3);
+    tr_port_close(p2);
+    ASSERT_EQ(tt_stats(rt).live_ops, 3);
+    ASSERT(tt_wait_idle(rt, 5.0)); /* the close message let go of p2 */
+    tr_port_release(p2);
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(port_close_progress_in_flight) {
+    /* A ticker's progress record is copied (in flight) when the port
+     * closes: it belongs to the op, which close then cancels and frees, so
+     * the queue must not keep it. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 8);
+    ASSERT_EQ(tr_ticker(rt, port, 1, 1000000, 0.001, NULL), TR_OK);
+    tr_completion_t c[4];
+    double deadline = tt_now() + 5.0;
+    size_t n;
+    while ((n = tr_port_drain(port, c, 1, 0)) == 0) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        uint64_t ids[4];
+        (void)tr_runtime_wait_ready(rt, ids, 4, 0.1);
+    }
+    ASSERT_EQ(c[0].final, 0);
+    tr_port_close(port);
+    ASSERT(tt_wait_idle(rt, 5.0)); /* cancelled; its final record dropped */
+    ASSERT_EQ(tt_stats(rt).live_ops, 0);
+    ASSERT_EQ(tr_port_drain(port, c, 4, 1), 0);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(port_stalled) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 9);
+    tr_completion_t c[4];
+    ASSERT_EQ(tr_port_stalled(port), 0); /* empty */
+    queue_sleeps(rt, port, 1, 1);
+    /* Records and no drain since the previous call: stalled, at every
+     * call until a drain comes. */
+    ASSERT_EQ(tr_port_stalled(port), 1);
+    ASSERT_EQ(tr_port_stalled(port), 1);
+    /* A drain in between (even one that acknowledges nothing): not stalled. */
+    ASSERT_EQ(tr_port_drain(port, c, 4, 0), 1);
+    ASSERT_EQ(tr_port_stalled(port), 0);
+    /* The record is still there and nobody drained since: stalled again. */
+    ASSERT_EQ(tr_port_stalled(port), 1);
+    ASSERT_EQ(tr_port_drain(port, c, 4, 1), 0); /* acked: empty */
+    ASSERT_EQ(tr_port_stalled(port), 0);
+    ASSERT_EQ(tr_port_stalled(port), 0); /* empty */
+    /* Records that came after a drain and before this call: the drain
+     * counts as "in between", so the first sweep lets them be. */
+    queue_sleeps(rt, port, 2, 2);
+    ASSERT_EQ(tr_port_drain(port, c, 4, 0), 1);
+    queue_sleeps(rt, port, 3, 3);
+    ASSERT_EQ(tr_port_stalled(port), 0);
+    ASSERT_EQ(tr_port_stalled(port), 1);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
