@@ -78,6 +78,12 @@
     X(chan_wait_closed_port_skipped) \
     X(chan_wait_dropped_record)      \
     X(chan_wait_shutdown)            \
+    X(chan_wakes)                    \
+    X(chan_wakes_overflow)           \
+    X(chan_receipts)                 \
+    X(chan_unget)                    \
+    X(chan_unget_wakes)              \
+    X(waiter_release_cell)           \
     X(mutex_basic)                   \
     X(mutex_lock_timeout)            \
     X(mutex_fifo_threads)            \

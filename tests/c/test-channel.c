@@ -927,3 +927,300 @@ TEST_IMPL(chan_wait_shutdown) {
     tr_channel_release(ch);
     ASSERT_EQ(tr_waiter_release(w), 0); /* frees the channel, port and runtime */
 }
+
+/* ---- wakes buffers, receipts, unget, release_cell ------------------------------ */
+
+TEST_IMPL(chan_wakes) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 11), *p2 = tt_port(rt, 12);
+    tr_channel_t *ch = new_channel(1);
+    tr_wakes_t wk;
+    uint64_t ids[4];
+    tr_completion_t c;
+
+    /* A send that wakes a port receiver lists its port instead of telling
+     * the dispatcher. */
+    tr_waiter_t *r = wait_pending(ch, TR_RECV, p1, 1);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(wk.ids[0], 11);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 0.05), 0);
+    ASSERT_EQ(tt_drain(p1, &c, 1), 1);
+    ASSERT_EQ(c.token, 1);
+    ASSERT_EQ(tr_waiter_release(r), 1);
+    /* A receive that wakes a port sender: the same. */
+    tr_waiter_t *s = wait_pending(ch, TR_SEND, p2, 2);
+    uint64_t item = 0;
+    ASSERT_EQ(tr_channel_try_recv(ch, &item, &wk), TR_OK);
+    ASSERT_EQ(item, 5);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(wk.ids[0], 12);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 0.05), 0);
+    ASSERT_EQ(tt_drain(p2, &c, 1), 1);
+    ASSERT_EQ(c.token, 2);
+    ASSERT_EQ(tr_waiter_release(s), 1);
+    /* Nothing woken: emptied all the same. */
+    wk.n = 99;
+    ASSERT_EQ(tr_channel_try_send(ch, 6, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 0);
+    wk.n = 99;
+    ASSERT_EQ(tr_channel_take(ch, 0, &wk), 6);
+    ASSERT_EQ(wk.n, 0);
+    /* With NULL, the dispatcher is told, as before. */
+    r = wait_pending(ch, TR_RECV, p1, 3);
+    ASSERT_EQ(tr_channel_try_send(ch, 7, NULL), TR_OK);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 5.0), 1);
+    ASSERT_EQ(ids[0], 11);
+    expect_wake(rt, p1, 3);
+    ASSERT_EQ(tr_waiter_release(r), 1);
+    /* A port already made ready (its record not drained) is not listed
+     * again: it has no new edge. */
+    r = wait_pending(ch, TR_SEND, p1, 4);
+    tr_waiter_t *r2 = wait_pending(ch, TR_SEND, p1, 5);
+    ASSERT_EQ(tr_channel_take(ch, 0, &wk), 7);
+    ASSERT_EQ(wk.n, 1);
+    tr_channel_close(ch, &wk); /* wakes r2, onto the same, still ready port */
+    ASSERT_EQ(wk.n, 0);
+    ASSERT_EQ(tt_drain(p1, &c, 1), 1);
+    ASSERT_EQ(c.token, 4);
+    ASSERT_EQ(tt_drain(p1, &c, 1), 1);
+    ASSERT_EQ(c.token, 5);
+    ASSERT_EQ(tr_waiter_release(r), 1);
+    ASSERT_EQ(tr_waiter_release(r2), 1);
+    expect_no_waiters(rt);
+
+    tr_channel_release(ch);
+    tr_port_release(p1);
+    tr_port_release(p2);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(chan_wakes_overflow) {
+    /* More ports made ready than the buffer holds: the first TR_WAKES_MAX
+     * are listed (in wake order), the rest go to the dispatcher. */
+    enum { N = TR_WAKES_MAX + 3 };
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_channel_t *ch = new_channel(1);
+    tr_port_t *ports[N];
+    tr_waiter_t *ws[N];
+    for (int i = 0; i < N; i++) {
+        ports[i] = tt_port(rt, 100 + (uint64_t)i);
+        ws[i] = wait_pending(ch, TR_RECV, ports[i], 1 + (uint64_t)i);
+    }
+    tr_wakes_t wk;
+    tr_channel_close(ch, &wk);
+    ASSERT_EQ(wk.n, TR_WAKES_MAX);
+    for (int i = 0; i < TR_WAKES_MAX; i++) ASSERT_EQ(wk.ids[i], 100 + i);
+    bool told[N] = {false};
+    int ntold = 0;
+    double deadline = tt_now() + 5.0;
+    while (ntold < N - TR_WAKES_MAX) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        uint64_t ids[N];
+        int n = tr_runtime_wait_ready(rt, ids, N, 0.1);
+        ASSERT_GE(n, 0);
+        for (int k = 0; k < n; k++) {
+            ASSERT_GE(ids[k], 100 + TR_WAKES_MAX);
+            ASSERT_LT(ids[k], 100 + N);
+            ASSERT(!told[ids[k] - 100]);
+            told[ids[k] - 100] = true;
+            ntold++;
+        }
+    }
+    uint64_t ids[N];
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, N, 0.05), 0); /* the listed ones never come */
+    for (int i = 0; i < N; i++) {
+        tr_completion_t c;
+        ASSERT_EQ(tt_drain(ports[i], &c, 1), 1);
+        ASSERT_EQ(c.token, 1 + (uint64_t)i);
+        ASSERT_EQ(tr_waiter_release(ws[i]), 1);
+        tr_port_release(ports[i]);
+    }
+    expect_no_waiters(rt);
+    tr_channel_release(ch);
+    tr_runtime_release(rt);
+}
+
+typedef struct receipt_thread {
+    tr_channel_t *ch;
+    int sent_here;
+} receipt_thread;
+
+static void *receipt_main(void *arg) {
+    receipt_thread *t = arg;
+    ASSERT_EQ(tr_channel_try_send(t->ch, 42, NULL), TR_OK);
+    t->sent_here = tr_channel_sent(t->ch, 42);
+    return NULL;
+}
+
+TEST_IMPL(chan_receipts) {
+    tr_channel_t *a = new_channel(2), *b = new_channel(2);
+    ASSERT_EQ(tr_channel_sent(a, 0), 0); /* nothing put yet */
+    ASSERT_EQ(tr_channel_taken(a), 0);
+
+    /* sent: the last successful put, channel and item; reading keeps it. */
+    ASSERT_EQ(tr_channel_try_send(a, 5, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_sent(a, 5), 1);
+    ASSERT_EQ(tr_channel_sent(a, 5), 1);
+    ASSERT_EQ(tr_channel_sent(a, 6), 0);
+    ASSERT_EQ(tr_channel_sent(b, 5), 0);
+    ASSERT_EQ(tr_channel_send_blocking(b, 7, 1.0, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_sent(a, 5), 0); /* the last put went to b */
+    ASSERT_EQ(tr_channel_sent(b, 7), 1);
+    /* A failed put changes nothing. */
+    ASSERT_EQ(tr_channel_try_send(a, 8, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(a, 9, NULL), TR_EFULL);
+    ASSERT_EQ(tr_channel_sent(a, 9), 0);
+    ASSERT_EQ(tr_channel_sent(a, 8), 1);
+    /* Another thread's puts are its own. */
+    receipt_thread t = {.ch = b};
+    pthread_t tid;
+    ASSERT_EQ(pthread_create(&tid, NULL, receipt_main, &t), 0);
+    ASSERT_EQ(pthread_join(tid, NULL), 0);
+    ASSERT_EQ(t.sent_here, 1);
+    ASSERT_EQ(tr_channel_sent(b, 42), 0);
+    ASSERT_EQ(tr_channel_sent(a, 8), 1);
+
+    /* taken: the last item taken, if from that channel; read once. */
+    ASSERT_EQ(tr_channel_take(a, 0, NULL), 5);
+    ASSERT_EQ(tr_channel_taken(a), 5);
+    ASSERT_EQ(tr_channel_taken(a), 0); /* forgotten */
+    uint64_t item = 0;
+    ASSERT_EQ(tr_channel_try_recv(a, &item, NULL), TR_OK);
+    ASSERT_EQ(item, 8);
+    ASSERT_EQ(tr_channel_taken(b), 0); /* another channel: 0, and forgotten */
+    ASSERT_EQ(tr_channel_taken(a), 0);
+    ASSERT_EQ(tr_channel_recv_blocking(b, &item, 1.0, NULL), TR_OK);
+    ASSERT_EQ(item, 7);
+    ASSERT_EQ(tr_channel_try_recv(a, &item, NULL), TR_EEMPTY); /* no take: receipt stays */
+    ASSERT_EQ(tr_channel_taken(b), 7);
+    /* recv_many: the last item of the batch. */
+    ASSERT_EQ(tr_channel_try_send(a, 10, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(a, 11, NULL), TR_OK);
+    uint64_t items[4];
+    size_t n = 0;
+    ASSERT_EQ(tr_channel_recv_many(a, items, 4, &n, NULL), TR_OK);
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(tr_channel_taken(a), 11);
+    tr_channel_release(a);
+    tr_channel_release(b);
+}
+
+TEST_IMPL(chan_unget) {
+    tr_channel_t *ch = new_channel(2);
+    ASSERT_EQ(tr_channel_unget(ch, NULL, 0, NULL), TR_OK); /* nothing */
+    ASSERT_EQ(tr_channel_try_send(ch, 1, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_try_send(ch, 2, NULL), TR_OK);
+    /* Ahead of everything, in order, past capacity. */
+    const uint64_t back[3] = {10, 11, 12};
+    ASSERT_EQ(tr_channel_unget(ch, back, 3, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_len(ch), 5);
+    ASSERT_EQ(tr_channel_try_send(ch, 3, NULL), TR_EFULL);
+    tr_waiter_t *sw = NULL;
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_SEND, &sw), TR_PENDING);
+    ASSERT_EQ(recv_one(ch), 10);
+    ASSERT_EQ(recv_one(ch), 11);
+    ASSERT_EQ(recv_one(ch), 12);
+    /* Two left: still full, so no sender was woken. */
+    ASSERT_EQ(tr_waiter_wait(sw, 0.0), TR_TIMEDOUT);
+    ASSERT_EQ(tr_channel_try_send(ch, 3, NULL), TR_EFULL);
+    ASSERT_EQ(recv_one(ch), 1);
+    ASSERT_EQ(tr_waiter_wait(sw, 1.0), TR_OK); /* a slot is free now */
+    ASSERT_EQ(tr_waiter_release(sw), 1);
+    ASSERT_EQ(tr_channel_try_send(ch, 3, NULL), TR_OK);
+    ASSERT_EQ(recv_one(ch), 2);
+    ASSERT_EQ(recv_one(ch), 3);
+
+    /* Into a channel whose ring was never allocated, and across the
+     * ring's wrap-around, many at once. */
+    tr_channel_t *one = new_channel(1);
+    uint64_t many[100];
+    for (int i = 0; i < 100; i++) many[i] = 1000 + (uint64_t)i;
+    ASSERT_EQ(tr_channel_unget(one, many, 3, NULL), TR_OK);
+    ASSERT_EQ(recv_one(one), 1000);
+    ASSERT_EQ(tr_channel_unget(one, many + 50, 50, NULL), TR_OK);
+    for (int i = 0; i < 50; i++) ASSERT_EQ(recv_one(one), 1050 + (uint64_t)i);
+    ASSERT_EQ(recv_one(one), 1001);
+    ASSERT_EQ(recv_one(one), 1002);
+    uint64_t item;
+    ASSERT_EQ(tr_channel_try_recv(one, &item, NULL), TR_EEMPTY);
+
+    /* Closed: accepted, and receivable before the channel reads as done. */
+    ASSERT_EQ(tr_channel_try_send(one, 7, NULL), TR_OK);
+    tr_channel_close(one, NULL);
+    ASSERT_EQ(tr_channel_unget(one, many, 2, NULL), TR_OK);
+    ASSERT_EQ(recv_one(one), 1000);
+    ASSERT_EQ(recv_one(one), 1001);
+    ASSERT_EQ(recv_one(one), 7);
+    ASSERT_EQ(tr_channel_try_recv(one, &item, NULL), TR_ECLOSED);
+    tr_channel_release(one);
+    tr_channel_release(ch);
+}
+
+TEST_IMPL(chan_unget_wakes) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 21), *p2 = tt_port(rt, 22), *p3 = tt_port(rt, 23);
+    tr_channel_t *ch = new_channel(1);
+    tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
+    tr_waiter_t *r2 = wait_pending(ch, TR_RECV, p2, 2);
+    tr_waiter_t *r3 = wait_pending(ch, TR_RECV, p3, 3);
+    /* One receiver per item, oldest first. */
+    const uint64_t back[2] = {5, 6};
+    tr_wakes_t wk;
+    uint64_t ids[4];
+    ASSERT_EQ(tr_channel_unget(ch, back, 2, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 2);
+    ASSERT_EQ(wk.ids[0], 21);
+    ASSERT_EQ(wk.ids[1], 22);
+    ASSERT_EQ(tr_runtime_wait_ready(rt, ids, 4, 0.05), 0);
+    tr_completion_t c;
+    ASSERT_EQ(tt_drain(p1, &c, 1), 1);
+    ASSERT_EQ(tt_drain(p2, &c, 1), 1);
+    ASSERT_EQ(tt_drain(p3, &c, 1), 0);
+    ASSERT_EQ(tr_waiter_release(r1), 1);
+    ASSERT_EQ(tr_waiter_release(r2), 1);
+    ASSERT_EQ(recv_one(ch), 5);
+    ASSERT_EQ(recv_one(ch), 6);
+    /* With NULL: through the dispatcher. */
+    ASSERT_EQ(tr_channel_unget(ch, back, 1, NULL), TR_OK);
+    expect_wake(rt, p3, 3);
+    ASSERT_EQ(tr_waiter_release(r3), 1);
+    ASSERT_EQ(recv_one(ch), 5);
+    expect_no_waiters(rt);
+    /* A blocked thread receiver gets an item put back. */
+    blocker b;
+    blocker_start(&b, ch, TR_RECV, 0, 5.0);
+    ASSERT_EQ(tr_channel_unget(ch, back + 1, 1, NULL), TR_OK);
+    blocker_join(&b);
+    ASSERT_EQ(b.rc, TR_OK);
+    ASSERT_EQ(b.item, 6);
+    tr_channel_release(ch);
+    tr_port_release(p1);
+    tr_port_release(p2);
+    tr_port_release(p3);
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(waiter_release_cell) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    tr_channel_t *ch = new_channel(1);
+    tr_waiter_t *cell = NULL;
+    ASSERT_EQ(tr_waiter_release_cell(&cell), -1); /* never set */
+    /* Still queued: 0, and the cell is emptied. */
+    ASSERT_EQ(tr_channel_wait(ch, TR_RECV, port, 1, &cell), TR_PENDING);
+    ASSERT_EQ(tr_waiter_release_cell(&cell), 0);
+    ASSERT_NULL(cell);
+    ASSERT_EQ(tr_waiter_release_cell(&cell), -1);
+    /* Woken: 1 once, then -1. */
+    ASSERT_EQ(tr_channel_wait_thread(ch, TR_RECV, &cell), TR_PENDING);
+    ASSERT_EQ(tr_channel_try_send(ch, 5, NULL), TR_OK);
+    ASSERT_EQ(tr_waiter_release_cell(&cell), 1);
+    ASSERT_EQ(tr_waiter_release_cell(&cell), -1);
+    ASSERT_EQ(tr_waiter_release_cell(&cell), -1);
+    ASSERT_EQ(recv_one(ch), 5);
+    expect_no_waiters(rt);
+    tr_channel_release(ch);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
