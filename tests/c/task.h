@@ -96,6 +96,8 @@
     X(mutex_wait_dropped_record)     \
     X(mutex_wait_shutdown)           \
     X(mutex_stress)                  \
+    X(mutex_tickets)                 \
+    X(mutex_hand_off_in_flight_close) \
     X(port_new_invalid)              \
     X(port_close_drops_records)      \
     X(port_close_cancels_ops)        \

@@ -727,3 +727,177 @@ TEST_IMPL(mutex_stress) {
     ASSERT_EQ(tr_mutex_locked(st.m), 0);
     tr_mutex_release(st.m);
 }
+
+/* ---- tickets, and a hand-off in flight when its port closes -------------------- */
+
+typedef struct ticket_locker {
+    tr_mutex_t *m;
+    uint64_t ticket;
+    int rc;
+    atomic_bool started;
+} ticket_locker;
+
+static void *ticket_locker_main(void *arg) {
+    ticket_locker *l = arg;
+    atomic_store(&l->started, true);
+    l->rc = tr_mutex_lock_blocking(l->m, 5.0, l->ticket);
+    return NULL;
+}
+
+TEST_IMPL(mutex_tickets) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 3), *p2 = tt_port(rt, 4);
+    tr_mutex_t *m = new_mutex();
+    tr_waiter_t *w = NULL;
+    tr_wakes_t wk;
+
+    /* Ticket 0 is refused everywhere. */
+    ASSERT_EQ(tr_mutex_try_lock(m, 0), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_lock_blocking(m, 1.0, 0), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, 0, &w), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 0, &w), TR_EINVAL);
+    ASSERT_NULL(w);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* unlock_if: only under the holder's ticket. */
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL); /* not locked */
+    ASSERT_EQ(tr_mutex_try_lock(m, 5), TR_OK);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 6, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 0, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL); /* cleared on unlock */
+    ASSERT_EQ(tr_mutex_wait(m, port, 1, 9, &w), TR_OK);   /* free: held under 9 */
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 9, NULL), TR_OK);
+
+    /* Hand-off to a port waiter: held under the waiter's ticket now. */
+    ASSERT_EQ(tr_mutex_try_lock(m, 5), TR_OK);
+    ASSERT_EQ(tr_mutex_wait(m, port, 2, 7, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(wk.ids[0], 3);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL); /* the old ticket */
+    tr_completion_t c;
+    ASSERT_EQ(tt_drain(port, &c, 1), 1);
+    ASSERT_EQ(c.token, 2);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 7, NULL), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+
+    /* Hand-off to a thread waiter that waits in steps. */
+    ASSERT_EQ(tr_mutex_try_lock(m, 5), TR_OK);
+    ASSERT_EQ(tr_mutex_wait_thread(m, 8, &w), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_OK);
+    ASSERT_EQ(tr_waiter_wait(w, 5.0), TR_OK);
+    ASSERT_EQ(tr_waiter_release(w), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 8, NULL), TR_OK);
+
+    /* Hand-off to a blocked thread (tr_mutex_lock_blocking). */
+    ASSERT_EQ(tr_mutex_try_lock(m, 5), TR_OK);
+    ticket_locker l = {.m = m, .ticket = 10, .rc = -1};
+    atomic_init(&l.started, false);
+    pthread_t tid;
+    tt_start_settled(&tid, ticket_locker_main, &l, &l.started);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_OK);
+    ASSERT_EQ(pthread_join(tid, NULL), 0);
+    ASSERT_EQ(l.rc, TR_OK);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 5, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 10, NULL), TR_OK);
+
+    /* A hand-off lost with its port (closed before the drain) is passed on
+     * unconditionally: the next waiter holds it under its own ticket. */
+    tr_port_t *gone = tt_port(rt, 5);
+    ASSERT_EQ(tr_mutex_try_lock(m, 5), TR_OK);
+    tr_waiter_t *wg = NULL, *w2 = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, gone, 3, 11, &wg), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait(m, p2, 4, 12, &w2), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock(m, NULL), TR_OK); /* to wg (ticket 11) */
+    tr_port_close(gone);                        /* its record dropped: on to w2 */
+    expect_handed(rt, p2, 4);
+    ASSERT_EQ(tr_waiter_release(wg), 0);
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 11, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 12, NULL), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    expect_no_waiters(rt);
+
+    tr_mutex_release(m);
+    tr_port_release(gone);
+    tr_port_release(port);
+    tr_port_release(p2);
+    ASSERT(tt_wait_idle(rt, 5.0));
+    tr_runtime_release(rt);
+}
+
+TEST_IMPL(mutex_hand_off_in_flight_close) {
+    /* The consumer has copied the hand-off record (drain without ack) when
+     * its port closes: the record stays, so the wake is not passed on; the
+     * waiter is still the holder, released once. */
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 1), *p2 = tt_port(rt, 2);
+    tr_mutex_t *m = new_mutex();
+    tr_waiter_t *w1 = NULL, *w2 = NULL;
+    tr_completion_t c;
+    ASSERT_EQ(tr_mutex_try_lock(m, 1), TR_OK);
+    ASSERT_EQ(tr_mutex_wait(m, p1, 11, 11, &w1), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait(m, p2, 12, 12, &w2), TR_PENDING);
+    tr_wakes_t wk;
+    ASSERT_EQ(tr_mutex_unlock(m, &wk), TR_OK);
+    ASSERT_EQ(wk.n, 1);
+    ASSERT_EQ(tr_port_drain(p1, &c, 4, 0), 1); /* copied, not acknowledged */
+    ASSERT_EQ(c.token, 11);
+    tr_port_close(p1);
+    tt_expect_quiet(rt, p2, 0.05); /* not handed on */
+    ASSERT_EQ(tr_waiter_release(w1), 1); /* the consumer claims it: its lock */
+    ASSERT_EQ(tr_mutex_unlock_if(m, 12, NULL), TR_EINVAL);
+    /* The closed port's next drain drops the unacknowledged record; the wake
+     * was claimed, so it is not passed on a second time. */
+    ASSERT_EQ(tr_port_drain(p1, &c, 4, 0), 0);
+    tt_expect_quiet(rt, p2, 0.05);
+    ASSERT_EQ(tr_mutex_locked(m), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 11, NULL), TR_OK); /* now on to w2 */
+    expect_handed(rt, p2, 12);
+    ASSERT_EQ(tr_waiter_release(w2), 1);
+
+    /* The same hand-off acknowledged after the close: delivered, nothing
+     * passed on; and one never acknowledged nor claimed, let go with its
+     * port: passed on exactly once. */
+    tr_port_t *p3 = tt_port(rt, 3), *p4 = tt_port(rt, 4);
+    tr_waiter_t *w3 = NULL, *w4 = NULL, *w5 = NULL;
+    ASSERT_EQ(tr_mutex_wait(m, p3, 13, 13, &w3), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait(m, p4, 14, 14, &w4), TR_PENDING);
+    ASSERT_EQ(tr_mutex_wait(m, p2, 15, 15, &w5), TR_PENDING);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 12, NULL), TR_OK); /* to w3 */
+    expect_handed(rt, p3, 13);
+    ASSERT_EQ(tr_waiter_release(w3), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 13, NULL), TR_OK); /* to w4 */
+    double deadline = tt_now() + 5.0;
+    while (tr_port_drain(p4, &c, 4, 0) == 0) {
+        ASSERT_DBL_CMP(tt_now(), <, deadline);
+        uint64_t ids[4];
+        (void)tr_runtime_wait_ready(rt, ids, 4, 0.1);
+    }
+    ASSERT_EQ(c.token, 14);
+    tr_port_close(p4);
+    ASSERT_EQ(tr_port_drain(p4, &c, 4, 1), 0); /* acknowledged: delivered */
+    tt_expect_quiet(rt, p2, 0.05);
+    ASSERT_EQ(tr_waiter_release(w4), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 14, NULL), TR_OK); /* to w5 */
+    expect_handed(rt, p2, 15);
+    ASSERT_EQ(tr_waiter_release(w5), 1);
+    ASSERT_EQ(tr_mutex_unlock_if(m, 15, NULL), TR_OK);
+    ASSERT_EQ(tr_mutex_locked(m), 0);
+    expect_no_waiters(rt);
+
+    tr_mutex_release(m);
+    tr_port_release(p1);
+    tr_port_release(p2);
+    tr_port_release(p3);
+    tr_port_release(p4);
+    ASSERT(tt_wait_idle(rt, 5.0));
+    tr_runtime_release(rt);
+}
