@@ -796,16 +796,16 @@ def test_off_main_thread_releases_wake_the_next_loop_themselves(factory, monkeyp
     the coroutine's loop from the releasing thread (not via the dispatcher),
     both for another thread's loop and for its own loop; each hand-off is
     delivered, in FIFO order."""
-    from tokio_runtime._dispatch import Ports
+    from tokio_runtime._port import Port
 
     direct = []
-    real = Ports.dispatch_here
+    real = Port.wake
 
-    def counting(ports):
+    def counting(port, running):
         direct.append(threading.current_thread().name)
-        real(ports)
+        real(port, running)
 
-    monkeypatch.setattr(Ports, "dispatch_here", counting)
+    monkeypatch.setattr(Port, "wake", counting)
     get_runtime()
     m = Mutex()
     order = []
@@ -832,11 +832,19 @@ def test_off_main_thread_releases_wake_the_next_loop_themselves(factory, monkeyp
     assert_usable(m)
 
 
-def test_main_thread_releases_leave_the_wake_to_the_dispatcher(monkeypatch):
-    calls = []
-    from tokio_runtime._dispatch import Ports
+def test_main_thread_releases_wake_the_loop_themselves(monkeypatch):
+    """The main thread delivers its hand-offs too (Ctrl-C there can only
+    delay a wake, never lose it: see test_interrupts)."""
+    from tokio_runtime._port import Port
 
-    monkeypatch.setattr(Ports, "dispatch_here", calls.append)
+    calls = []
+    real = Port.wake
+
+    def counting(port, running):
+        calls.append(threading.current_thread().name)
+        real(port, running)
+
+    monkeypatch.setattr(Port, "wake", counting)
     m = Mutex()
     got = threading.Event()
 
@@ -847,8 +855,8 @@ def test_main_thread_releases_leave_the_wake_to_the_dispatcher(monkeypatch):
     assert m.acquire_blocking(JOIN)
     w = loop_worker(asyncio.new_event_loop, waiter)
     wait_until(lambda: stats()["waiters"] == 1, what="a queued coroutine")
-    m.release()  # on the main thread: the dispatcher wakes the loop
+    m.release()  # on the main thread: this thread wakes the loop
     assert got.wait(JOIN)
     w.finish()
-    assert calls == []
+    assert calls == [threading.main_thread().name]
     assert_usable(m)

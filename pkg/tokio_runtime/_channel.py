@@ -6,6 +6,23 @@ and any number of asyncio loops share it safely.  The Python objects stay in
 a dict keyed by those keys; an item is stored there before its key enters the
 ring and taken out only by the call that took the key out, so every item is
 delivered exactly once.
+
+Interrupts.  A ``KeyboardInterrupt`` (any exception a signal handler
+raises) can land between any two bytecodes of the code below, for instance
+right after a C call returned.  Every path is ordered so that such an
+exception leaves the channel whole: a send's object goes into the dict
+before its key goes into the ring, and on any exception it is taken out
+again unless C's receipt (``tr_channel_sent``) says the key went in; a
+receive reads the object before deleting it, and on any exception puts the
+key (and the object, if it was deleted) back at the head of the ring
+(``tr_channel_taken``, ``tr_channel_unget``).  So an interrupted send is
+delivered exactly once or not at all, and an interrupted receive leaves its
+item receivable.
+
+Wakes.  A call that may wake a waiting coroutine passes this thread's
+``tr_wakes_t`` when some coroutine waits on the channel (``_waiting``, a
+hint: a missed one only sends the wake through the dispatcher), and has the
+ports it woke drained at once (see ``_dispatch``).
 """
 
 from __future__ import annotations
@@ -17,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _waiting
 from ._default import runtime_or_default
+from ._dispatch import deliver_wakes, wakes_buffer
 from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
@@ -39,6 +57,11 @@ _take = lib.tr_channel_take
 _try_send = lib.tr_channel_try_send
 _get_running_loop = asyncio._get_running_loop
 _OK = lib.TR_OK
+_EFULL = lib.TR_EFULL
+_EEMPTY = lib.TR_EEMPTY
+#: "No object yet" in a receive's local, for its interrupt handler.
+_MISSING: Any = object()
+_NULL = ffi.NULL
 
 
 class ChannelError(Exception):
@@ -74,14 +97,20 @@ class Channel(Generic[T]):
     * ``try_send``/``try_recv`` never wait (``ChannelFull``/``ChannelEmpty``).
     * After :meth:`close`, sends raise ``ChannelClosed``; receivers still get
       the items queued before it, then ``ChannelClosed``; ``async for`` ends.
+    * An exception that interrupts any of these calls (Ctrl-C) leaves the
+      channel whole: an interrupted send is delivered exactly once or not at
+      all, an interrupted receive leaves its item in the channel.
+    * A coroutine woken by a send or a receive on its own loop runs in the
+      same or the next loop iteration, as with ``asyncio.Queue``; one on
+      another loop or thread is woken directly by the caller's thread.
 
-    ``runtime`` is the runtime whose dispatcher wakes waiting coroutines
-    (default: the default runtime, looked up at the first wait).  If it is
-    shut down, waiting coroutines get ``CancelledError`` and later waits raise
+    ``runtime`` is the runtime whose ports wake waiting coroutines (default:
+    the default runtime, looked up at the first wait).  If it is shut down,
+    waiting coroutines get ``CancelledError`` and later waits raise
     ``RuntimeError``; blocking and non-blocking calls keep working.
     """
 
-    __slots__ = ("__weakref__", "_cap", "_items", "_next_key", "_ptr", "_runtime")
+    __slots__ = ("__weakref__", "_cap", "_items", "_next_key", "_ptr", "_runtime", "_waiting")
 
     def __init__(self, capacity: int, *, runtime: Runtime | None = None) -> None:
         cap = int_in_range("capacity", capacity, 1, MAX_CAPACITY)
@@ -95,6 +124,7 @@ class Channel(Generic[T]):
         self._items: dict[int, T] = {}
         self._next_key = itertools.count(1).__next__  # atomic under the GIL
         self._runtime = runtime
+        self._waiting = 0  # coroutines waiting on it (a hint, see the module docs)
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
@@ -121,33 +151,44 @@ class Channel(Generic[T]):
         Waiting senders get ``ChannelClosed`` (their items are not queued);
         waiting receivers get the items still queued, then ``ChannelClosed``.
         """
-        lib.tr_channel_close(self._ptr)
+        wakes = wakes_buffer()
+        lib.tr_channel_close(self._ptr, wakes)
+        if wakes.n:
+            deliver_wakes(wakes)
 
     # -- sending ---------------------------------------------------------------
-    def _put(self, item: T) -> int:
-        key = self._next_key()
-        self._items[key] = item
-        return key
-
-    def _sent(self, key: int, rc: int) -> None:
-        if rc == lib.TR_OK:
-            return
-        del self._items[key]  # never entered the channel
+    def _send_error(self, rc: int, what: str) -> BaseException:
         if rc == lib.TR_ECLOSED:
-            raise ChannelClosed("send on a closed channel")
-        if rc == lib.TR_EFULL:
-            raise ChannelFull(f"channel is full ({self._cap} items)")
+            return ChannelClosed("send on a closed channel")
+        if rc == _EFULL:
+            return ChannelFull(f"channel is full ({self._cap} items)")
         if rc == lib.TR_TIMEDOUT:
-            raise TimeoutError("send_blocking() timed out")
-        raise status_error(rc)
+            return TimeoutError(f"{what}() timed out")
+        return status_error(rc)
+
+    def _unsend(self, key: int) -> None:
+        """After any exception in a send: drop the object unless its key went in."""
+        if key and not lib.tr_channel_sent(self._ptr, key):
+            self._items.pop(key, None)
 
     def try_send(self, item: T) -> None:
         """Queue ``item`` now, or raise ``ChannelFull``/``ChannelClosed``."""
-        key = self._next_key()
-        self._items[key] = item
-        rc = _try_send(self._ptr, key)
-        if rc != _OK:
-            self._sent(key, rc)
+        key = 0
+        try:
+            key = self._next_key()
+            self._items[key] = item
+            if self._waiting:
+                wakes = wakes_buffer()
+                rc = _try_send(self._ptr, key, wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
+            else:
+                rc = _try_send(self._ptr, key, _NULL)
+            if rc != _OK:
+                raise self._send_error(rc, "try_send")
+        except BaseException:
+            self._unsend(key)
+            raise
 
     async def send(self, item: T) -> None:
         """Queue ``item``, waiting while the channel is full.
@@ -156,17 +197,26 @@ class Channel(Generic[T]):
         is queued.  If cancelled, the item was not queued.
         """
         ptr = self._ptr
-        key = self._put(item)
+        key = 0
         try:
+            key = self._next_key()
+            self._items[key] = item
             while True:
-                rc = _try_send(ptr, key)
-                if rc != lib.TR_EFULL:
+                if self._waiting:
+                    wakes = wakes_buffer()
+                    rc = _try_send(ptr, key, wakes)
+                    if wakes.n:
+                        deliver_wakes(wakes)
+                else:
+                    rc = _try_send(ptr, key, _NULL)
+                if rc != _EFULL:
                     break
                 await self._wait(lib.TR_SEND)
+            if rc != _OK:
+                raise self._send_error(rc, "send")
         except BaseException:
-            del self._items[key]
+            self._unsend(key)
             raise
-        self._sent(key, rc)
 
     def send_blocking(self, item: T, timeout: float | None = None) -> None:
         """Queue ``item`` from a plain thread, waiting while the channel is full.
@@ -179,43 +229,95 @@ class Channel(Generic[T]):
         if _get_running_loop() is not None:
             _waiting.forbid_running_loop("send_blocking")  # raises
         ptr = self._ptr
-        key = self._next_key()
-        self._items[key] = item
-        rc = _try_send(ptr, key)
-        if rc == _OK:
-            return
-        if rc == lib.TR_EFULL:
-            try:
+        key = 0
+        try:
+            key = self._next_key()
+            self._items[key] = item
+            wakes = wakes_buffer()
+            rc = _try_send(ptr, key, wakes)
+            if rc == _EFULL:
                 if not _waiting.on_main_thread():
-                    rc = lib.tr_channel_send_blocking(ptr, key, limit)  # all in C
+                    rc = lib.tr_channel_send_blocking(ptr, key, limit, wakes)  # all in C
                 else:
                     rc = self._retry_on_main_thread(
-                        lambda: lib.tr_channel_try_send(ptr, key), lib.TR_EFULL, lib.TR_SEND, limit
+                        lambda: _try_send(ptr, key, wakes), _EFULL, lib.TR_SEND, limit
                     )
-            except BaseException:
-                del self._items[key]
-                raise
-        self._sent(key, rc)
+            if wakes.n:
+                deliver_wakes(wakes)
+            if rc != _OK:
+                raise self._send_error(rc, "send_blocking")
+        except BaseException:
+            self._unsend(key)
+            raise
 
     # -- receiving -------------------------------------------------------------------
-    def _received(self, rc: int, key: int) -> T:
-        if rc == lib.TR_OK:
-            return self._items.pop(key)
+    def _recv_error(self, rc: int, what: str) -> BaseException:
         if rc == lib.TR_ECLOSED:
-            raise ChannelClosed("channel is closed and drained")
-        if rc == lib.TR_EEMPTY:
-            raise ChannelEmpty("channel is empty")
+            return ChannelClosed("channel is closed and drained")
+        if rc == _EEMPTY:
+            return ChannelEmpty("channel is empty")
         if rc == lib.TR_TIMEDOUT:
-            raise TimeoutError("recv_blocking() timed out")
-        raise status_error(rc)
+            return TimeoutError(f"{what}() timed out")
+        return status_error(rc)
+
+    def _untake(self, item: Any) -> None:
+        """After any exception in a receive: put back what it took.
+
+        C's receipt names the key this thread last took from the channel.  If
+        its object is still in the dict, the receive had not got to it: the
+        key goes back.  If not, the object is ``item`` (the receive deleted
+        it only after reading it), unless the receipt is an old one from a
+        receive that returned normally (then ``item`` is ``_MISSING``).
+        """
+        key = lib.tr_channel_taken(self._ptr)
+        if not key:
+            return
+        items = self._items
+        if key not in items:
+            if item is _MISSING:
+                return  # an old receipt: that receive returned its item
+            items[key] = item
+        self._unget([key])
+
+    def _unget(self, keys: list[int]) -> None:
+        wakes = wakes_buffer()
+        rc = lib.tr_channel_unget(self._ptr, keys, len(keys), wakes)
+        if wakes.n:
+            deliver_wakes(wakes)
+        if rc != _OK:  # pragma: no cover - out of memory while putting back
+            raise status_error(rc)
 
     def try_recv(self) -> T:
         """Take the oldest item now, or raise ``ChannelEmpty``/``ChannelClosed``."""
-        key = _take(self._ptr, _NO_KEY)
-        if key != _NO_KEY:
-            return self._items.pop(key)
-        out = ffi.new("uint64_t *")  # which of empty or closed (or a late item)
-        return self._received(lib.tr_channel_try_recv(self._ptr, out), out[0])
+        items = self._items
+        item = _MISSING
+        try:
+            if self._waiting:
+                wakes = wakes_buffer()
+                key = _take(self._ptr, _NO_KEY, wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
+            else:
+                key = _take(self._ptr, _NO_KEY, _NULL)
+            if key == _NO_KEY:
+                key = self._recv_slow("try_recv")
+            item = items[key]
+            del items[key]
+            return item
+        except BaseException:
+            self._untake(item)
+            raise
+
+    def _recv_slow(self, what: str) -> int:
+        """Nothing to take: which of empty or closed (or a late item's key)."""
+        out = ffi.new("uint64_t *")
+        wakes = wakes_buffer()
+        rc = lib.tr_channel_try_recv(self._ptr, out, wakes)
+        if wakes.n:
+            deliver_wakes(wakes)
+        if rc != _OK:
+            raise self._recv_error(rc, what)
+        return int(out[0])
 
     async def recv(self) -> T:
         """Take the oldest item, waiting while the channel is empty.
@@ -223,52 +325,91 @@ class Channel(Generic[T]):
         Raises ``ChannelClosed`` once the channel is closed and drained.  If
         cancelled, no item was taken.
         """
-        ptr = self._ptr
-        while True:
-            key = _take(ptr, _NO_KEY)
-            if key != _NO_KEY:
-                return self._items.pop(key)
-            out = ffi.new("uint64_t *")  # which of empty or closed (or a late item)
-            rc = lib.tr_channel_try_recv(ptr, out)
-            if rc != lib.TR_EEMPTY:
-                return self._received(rc, out[0])
-            await self._wait(lib.TR_RECV)
+        ptr, items = self._ptr, self._items
+        item = _MISSING
+        try:
+            while True:
+                if self._waiting:
+                    wakes = wakes_buffer()
+                    key = _take(ptr, _NO_KEY, wakes)
+                    if wakes.n:
+                        deliver_wakes(wakes)
+                else:
+                    key = _take(ptr, _NO_KEY, _NULL)
+                if key == _NO_KEY:
+                    try:
+                        key = self._recv_slow("recv")
+                    except ChannelEmpty:
+                        await self._wait(lib.TR_RECV)
+                        continue
+                item = items[key]
+                del items[key]
+                return item
+        except BaseException:
+            self._untake(item)
+            raise
 
     def recv_many(self, max_items: int) -> Coroutine[Any, Any, list[T]]:
         """Take up to ``max_items`` items (at least one), oldest first.
 
         Waits while the channel is empty; returns whatever is queued then,
         without waiting for more.  Raises ``ChannelClosed`` once the channel
-        is closed and drained.  If cancelled, no item was taken.
-        ``max_items`` is checked when called, before anything is awaited
-        (``TypeError``/``ValueError``).
+        is closed and drained.  If cancelled (or interrupted), no item was
+        taken.  ``max_items`` is checked when called, before anything is
+        awaited (``TypeError``/``ValueError``).
         """
         return self._recv_many(int_in_range("max_items", max_items, 1, 2**62))
 
     async def _recv_many(self, want: int) -> list[T]:
-        ptr = self._ptr
+        ptr, items = self._ptr, self._items
         chunk = min(want, self._cap, RECV_MANY_CHUNK)
         buf = ffi.new("uint64_t[]", chunk)
         count = ffi.new("size_t *")
-        while True:
-            rc = lib.tr_channel_recv_many(ptr, buf, chunk, count)
-            if rc != lib.TR_EEMPTY:
-                break
-            await self._wait(lib.TR_RECV)
-        if rc != lib.TR_OK:
-            return [self._received(rc, 0)]  # raises ChannelClosed
-        pop = self._items.pop
-        items = [pop(k) for k in ffi.unpack(buf, count[0])]
-        # More than one chunk asked for and the last one came full: take
-        # what else is there, without waiting.
-        while count[0] == chunk and len(items) < want:
-            n = min(chunk, want - len(items))
-            if lib.tr_channel_recv_many(ptr, buf, n, count) != lib.TR_OK:
-                break
-            items.extend(pop(k) for k in ffi.unpack(buf, count[0]))
-            if count[0] < n:
-                break
-        return items
+        wakes = wakes_buffer()
+        taken: list[int] = []  # keys out of the ring, in order
+        out: list[T] | None = None
+        try:
+            while True:
+                count[0] = 0
+                rc = lib.tr_channel_recv_many(ptr, buf, chunk, count, wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
+                if rc != _EEMPTY:
+                    break
+                await self._wait(lib.TR_RECV)
+            if rc != _OK:
+                raise self._recv_error(rc, "recv_many")
+            taken.extend(ffi.unpack(buf, count[0]))
+            count[0] = 0
+            # More than one chunk asked for and the last one came full: take
+            # what else is there, without waiting.
+            while len(taken) < want and len(taken) % chunk == 0:
+                n = min(chunk, want - len(taken))
+                rc = lib.tr_channel_recv_many(ptr, buf, n, count, wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
+                if rc != _OK:
+                    break
+                taken.extend(ffi.unpack(buf, count[0]))
+                got, count[0] = count[0], 0
+                if got < n:
+                    break
+            out = [items[k] for k in taken]
+            for k in taken:
+                del items[k]
+            return out
+        except BaseException:
+            # Every key taken goes back, in order, with its object.  (And
+            # this thread's take receipt is dropped: these keys go back here.)
+            lib.tr_channel_taken(ptr)
+            seen = set(taken)
+            keys = taken + [k for k in ffi.unpack(buf, count[0]) if k not in seen]
+            if out is not None:
+                for k, v in zip(taken, out):
+                    items.setdefault(k, v)
+            if keys:
+                self._unget(keys)
+            raise
 
     def recv_blocking(self, timeout: float | None = None) -> T:
         """Take the oldest item from a plain thread, waiting while empty.
@@ -279,25 +420,50 @@ class Channel(Generic[T]):
         """
         limit = timeout_seconds("timeout", timeout)
         _waiting.forbid_running_loop("recv_blocking")
-        ptr = self._ptr
+        ptr, items = self._ptr, self._items
         out = ffi.new("uint64_t *")
-        rc = lib.tr_channel_try_recv(ptr, out)
-        if rc == lib.TR_EEMPTY:
-            if not _waiting.on_main_thread():
-                rc = lib.tr_channel_recv_blocking(ptr, out, limit)  # all in C
-            else:
-                rc = self._retry_on_main_thread(
-                    lambda: lib.tr_channel_try_recv(ptr, out), lib.TR_EEMPTY, lib.TR_RECV, limit
-                )
-        return self._received(rc, out[0])
+        item = _MISSING
+        try:
+            wakes = wakes_buffer()
+            rc = lib.tr_channel_try_recv(ptr, out, wakes)
+            if rc == _EEMPTY:
+                if not _waiting.on_main_thread():
+                    rc = lib.tr_channel_recv_blocking(ptr, out, limit, wakes)  # all in C
+                else:
+                    rc = self._retry_on_main_thread(
+                        lambda: lib.tr_channel_try_recv(ptr, out, wakes),
+                        _EEMPTY,
+                        lib.TR_RECV,
+                        limit,
+                    )
+            if wakes.n:
+                deliver_wakes(wakes)
+            if rc != _OK:
+                raise self._recv_error(rc, "recv_blocking")
+            key = out[0]
+            item = items[key]
+            del items[key]
+            return item
+        except BaseException:
+            self._untake(item)
+            raise
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
     async def __anext__(self) -> T:
-        key = _take(self._ptr, _NO_KEY)
-        if key != _NO_KEY:  # no second coroutine when an item is there
-            return self._items.pop(key)
+        if not self._waiting:  # the common case: an item is there, nobody waits
+            items = self._items
+            item = _MISSING
+            try:
+                key = _take(self._ptr, _NO_KEY, _NULL)
+                if key != _NO_KEY:  # no second coroutine when an item is there
+                    item = items[key]
+                    del items[key]
+                    return item
+            except BaseException:
+                self._untake(item)
+                raise
         try:
             return await self.recv()
         except ChannelClosed:
@@ -320,15 +486,26 @@ class Channel(Generic[T]):
                 return rc
             if not _waiting.wait_in_slices(
                 lambda out: lib.tr_channel_wait_thread(ptr, direction, out),
-                lambda: lib.tr_channel_notify(ptr, direction),
+                lambda: self._notify(direction),
                 deadline,
             ):
                 return int(lib.TR_TIMEDOUT)
 
+    def _notify(self, direction: int) -> None:
+        """Pass an unused wake on to the next waiter of ``direction``."""
+        wakes = wakes_buffer()
+        lib.tr_channel_notify(self._ptr, direction, wakes)
+        if wakes.n:
+            deliver_wakes(wakes)
+
     async def _wait(self, direction: int) -> None:
         ptr = self._ptr
-        await _waiting.wait(
-            ports_of(runtime_or_default(self._runtime)),
-            lambda port, token, out: lib.tr_channel_wait(ptr, direction, port, token, out),
-            lambda: lib.tr_channel_notify(ptr, direction),
-        )
+        self._waiting += 1
+        try:
+            await _waiting.wait(
+                ports_of(runtime_or_default(self._runtime)),
+                lambda port, token, out: lib.tr_channel_wait(ptr, direction, port, token, out),
+                lambda: self._notify(direction),
+            )
+        finally:
+            self._waiting -= 1

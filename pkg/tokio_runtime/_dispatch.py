@@ -1,17 +1,28 @@
-"""The ports of a runtime, and the dispatcher thread that wakes their loops.
+"""Who wakes a loop: the dispatcher thread, or the thread that caused the wake.
 
-:class:`Ports` keeps one :class:`~._port.Port` per asyncio loop (by loop and
-by id) and the runtime's token counter.  The C threads (libev timers,
-workers) never touch Python: when one queues the first record of a batch on a
-port, the port is reported to the runtime's *dispatcher*, a Python thread
-that waits in C with the GIL released and then calls the port loop's
-``call_soon_threadsafe(port.drain)`` - once per batch.  A thread whose own
-call caused a wake (a lock release) may do the dispatcher's job itself
-(:meth:`Ports.dispatch_here`), which saves a thread hop.
+:class:`Ports` keeps one :class:`~._port.Port` per asyncio loop (by
+``id(loop)`` and by port id) and the runtime's token counter.  Two kinds of
+threads put records on a port, and each delivers its own:
 
-The dispatcher also sweeps, every ``SWEEP_INTERVAL`` seconds while any port
-exists, for ports whose loop has closed, and closes them (their native
-operations are cancelled, their waiters' wakes passed on).
+* **C threads** (libev timers, workers) never touch Python: when one queues
+  the first record of a batch on a port, the port is reported to the
+  runtime's *dispatcher*, a Python thread that waits in C with the GIL
+  released and then calls the port loop's ``call_soon_threadsafe(port.drain)``
+  - once per batch.
+* **Python code** that wakes a waiter (a channel send or receive, a close, a
+  lock release) holds the GIL anyway.  It passes its thread's
+  :func:`wakes_buffer` to the C call, which lists there the ports it made
+  ready instead of reporting them, and :func:`deliver_wakes` has them
+  drained at once: on the caller's own loop directly (the woken task runs
+  in this loop iteration or the next, as with ``asyncio.Queue``), on another
+  loop through its ``call_soon_threadsafe``: one hop, no dispatcher.
+
+A wake is never lost, only delayed: if the waker is interrupted between the
+C call and the drain (Ctrl-C), the port keeps its records, and the
+dispatcher's sweep, every ``SWEEP_INTERVAL`` seconds while any port exists,
+asks C which ports have records nobody drained (``tr_port_stalled``) and has
+them drained.  The same sweep closes the ports whose loop has closed (their
+native operations are cancelled, their waiters' wakes passed on).
 """
 
 from __future__ import annotations
@@ -29,9 +40,46 @@ from ._port import Port
 
 log = logging.getLogger("tokio_runtime")
 
-#: How often the dispatcher looks for ports whose loop has closed, while any
-#: port exists (it sleeps without a timeout when there is none).
+#: How often the dispatcher looks for ports whose loop has closed and for
+#: ports with records nobody drained, while any port exists (it sleeps
+#: without a timeout when there is none).
 SWEEP_INTERVAL = 0.25
+
+#: Every live port of the process, by port id.  Port ids are unique across
+#: runtimes, because a wake names its port by id alone (a channel's waiters
+#: may belong to loops of several runtimes).
+_all_ports: dict[int, Port] = {}
+_port_ids = itertools.count(1)
+_local = threading.local()
+
+
+def wakes_buffer() -> Any:
+    """Return the calling thread's ``tr_wakes_t`` (see :func:`deliver_wakes`)."""
+    try:
+        return _local.wakes
+    except AttributeError:
+        _local.wakes = ffi.new("tr_wakes_t *")
+        return _local.wakes
+
+
+def deliver_wakes(wakes: Any) -> None:
+    """Have the ports a C call listed in ``wakes`` drained (see the module docs).
+
+    The caller's own loop's port is drained right here; other loops are
+    asked to drain with ``call_soon_threadsafe``.
+    """
+    running = asyncio._get_running_loop()
+    n = wakes.n
+    if n == 1:  # the common case, read before a drain could reuse the buffer
+        port = _all_ports.get(wakes.ids[0])
+        if port is not None:
+            port.wake(running)
+        return
+    # A drain below may run a handler that uses this thread's buffer again.
+    for port_id in ffi.unpack(wakes.ids, n):
+        port = _all_ports.get(port_id)
+        if port is not None:
+            port.wake(running)
 
 
 class Ports:
@@ -49,7 +97,6 @@ class Ports:
 
     __slots__ = (
         "_lock",
-        "_port_ids",
         "by_id",
         "by_loop_id",
         "check_usable",
@@ -65,7 +112,6 @@ class Ports:
         self._lock = threading.RLock()
         #: A fresh token (never 0, never reused by this runtime).
         self.next_token: Callable[[], int] = itertools.count(1).__next__
-        self._port_ids = itertools.count(1)
         self.by_loop_id: dict[int, Port] = {}
         self.by_id: dict[int, Port] = {}
 
@@ -83,17 +129,20 @@ class Ports:
         if port is not None and not port.closed:
             return port
         self.check_usable()
-        first = False
         with self._lock:
             port = self.by_loop_id.get(key)
             if port is None or port.closed:
-                port_id = next(self._port_ids)
+                port_id = next(_port_ids)
                 port = Port(self.rt_ptr, loop, port_id, self.next_token, self.check, self.forget)
+                # In this order, so that an interrupt anywhere in between
+                # leaves no port in use that a wake or the sweep cannot find:
+                # a port is used once it is in by_loop_id, set last.
+                _all_ports[port_id] = port
+                self.by_id[port_id] = port
+                # The dispatcher may sleep without a timeout (no port to
+                # sweep): wake it.  Once per loop, so never mind if it was not.
+                lib.tr_runtime_wake_dispatcher(self.rt_ptr)
                 self.by_loop_id[key] = port
-                first = not self.by_id
-                self.by_id[port.id] = port
-        if first:  # the dispatcher may sleep without a timeout: start its sweeps
-            lib.tr_runtime_wake_dispatcher(self.rt_ptr)
         return port
 
     def forget(self, port: Port) -> None:
@@ -102,18 +151,25 @@ class Ports:
             if self.by_loop_id.get(port.loop_key) is port:
                 del self.by_loop_id[port.loop_key]
             self.by_id.pop(port.id, None)
+            _all_ports.pop(port.id, None)
 
     def all(self) -> list[Port]:
         """A snapshot of the live ports."""
         with self._lock:
             return list(self.by_id.values())
 
-    def sweep_closed(self) -> None:
-        """Close the ports whose loop is closed (or collected)."""
+    def sweep(self) -> None:
+        """Close ports of closed loops; have stalled ports drained.
+
+        A port is stalled when it has had records since the last sweep and
+        nobody drained it (a waker interrupted before its drain).
+        """
         for port in self.all():
             loop = port.loop
             if loop is None or loop.is_closed():
                 port.close()
+            elif lib.tr_port_stalled(port.ptr):
+                port.schedule_drain()
 
     def detach_running_loops(self) -> None:
         """At interpreter exit: detach the ports of loops still running.
@@ -134,26 +190,11 @@ class Ports:
             if port is not None:
                 port.schedule_drain()
 
-    def dispatch_here(self) -> None:
-        """Do the dispatcher's job on this thread, for ports made ready quietly.
-
-        Called after a ``*_quiet`` C call returned ``TR_PENDING``: the ports
-        it made ready were queued without waking the dispatcher thread, so
-        this thread (which holds the GIL anyway) asks their loops to drain,
-        saving a thread wake-up and a GIL hand-off per wake.  Ports it does
-        not get to are still found by the dispatcher at its next wake.
-        """
-        ids = ffi.new("uint64_t[]", 8)
-        while True:
-            n = lib.tr_runtime_take_ready(self.rt_ptr, ids, 8)
-            self.schedule_drains(ids, n)
-            if n < 8:
-                return
-
     def disown_all(self) -> None:
         """In a forked child: forget every port without touching C."""
         for port in list(self.by_id.values()):
             port.disown()
+            _all_ports.pop(port.id, None)
         self.by_loop_id.clear()
         self.by_id.clear()
 
@@ -186,7 +227,7 @@ def _dispatch_main(
             now = time.monotonic()
             if now - last_sweep >= SWEEP_INTERVAL:
                 last_sweep = now
-                ports.sweep_closed()
+                ports.sweep()
         except Exception:  # never let delivery die silently
             log.exception("tokio_runtime dispatcher error")
 

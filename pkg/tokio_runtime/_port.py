@@ -51,6 +51,7 @@ if _RECORD.size != ffi.sizeof("tr_completion_t"):  # pragma: no cover - a build 
 _OK = lib.TR_OK
 _CANCELLED = lib.TR_CANCELLED
 _kick = lib.tr_runtime_kick
+_drain = lib.tr_port_drain
 
 
 class NativeFuture(asyncio.Future):  # type: ignore[type-arg]
@@ -119,6 +120,7 @@ class Port:
         "_view",
         "check",
         "closed",
+        "depth",
         "forget",
         "id",
         "kick_pending",
@@ -165,6 +167,7 @@ class Port:
         self.woken: set[Any] = set()
         self.closed = False
         self.kick_pending = False
+        self.depth = 0  # drains running (loop thread; > 1: nested)
 
     @property
     def loop(self) -> Any:
@@ -245,46 +248,89 @@ class Port:
         scheduled with ``loop.call_soon``, after the callbacks that became
         ready meanwhile.  (The queue reports no new edge while it is not
         empty, so that call is what finishes it.)  A handler's exception is
-        reported to the loop's exception handler; a
-        ``KeyboardInterrupt``/``SystemExit`` raised by one (e.g. from an
-        ``on_tick`` callback) is re-raised only after the batch is delivered
-        and the rest scheduled, so no record is ever lost or leaked.
+        reported to the loop's exception handler.
+
+        Nothing is lost to an interrupt: records are acknowledged to C only
+        once delivered (``tr_port_drain`` copies without removing), and every
+        handler takes a record twice without harm.  A ``KeyboardInterrupt``
+        (from an ``on_tick`` callback, or a signal landing anywhere in here)
+        acknowledges what was delivered, schedules another drain for the
+        rest and propagates at once; if even that is cut short, the
+        dispatcher's sweep finds the port stalled and has it drained.
+
+        A drain may start inside another one on the same port (a handler's
+        own wake-up: an ``on_tick`` that sends to a channel).  That is safe:
+        it delivers the records the outer one has not acknowledged yet again
+        (harmlessly), and C caps every acknowledgement at what is still in
+        flight; it only needs a buffer of its own.
         """
-        recs, view, ptr, pending = self._recs, self._view, self.ptr, self.pending
+        ptr, pending = self.ptr, self.pending
+        if self.depth:  # nested (or a count an interrupt left behind)
+            recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
+            view = memoryview(ffi.buffer(recs))
+        else:
+            recs, view = self._recs, self._view
         unpack, size = _RECORD.iter_unpack, _RECORD.size
-        interrupt: BaseException | None = None
         left = limit
-        while True:
-            n = lib.tr_port_drain(ptr, recs, DRAIN_BATCH)
-            for token, status, final, value in unpack(view[: n * size]):
-                handler = pending.pop(token, None) if final else pending.get(token)
-                if handler is None:
-                    continue
+        self.depth += 1
+        try:
+            n = _drain(ptr, recs, DRAIN_BATCH, 0)
+            while n:
+                done = 0
                 try:
-                    if status == _OK and handler.__class__ is NativeFuture:
-                        # The common case (a sleep), NativeFuture._tr_deliver inlined.
-                        if not handler.done():
-                            handler.set_result(handler._tr_result)
-                    else:
-                        handler._tr_deliver(status, value, final)
-                except Exception as exc:
-                    self.loop.call_exception_handler(
-                        {
-                            "message": "tokio_runtime: error while delivering a result",
-                            "exception": exc,
-                        }
-                    )
-                except BaseException as exc:
-                    interrupt = interrupt or exc
-            if n < DRAIN_BATCH:
-                break
-            if left is not None:
-                left -= n
-                if left <= 0:
+                    for token, status, final, value in unpack(view[: n * size]):
+                        handler = pending.get(token)
+                        if handler is not None:
+                            try:
+                                if status == _OK and handler.__class__ is NativeFuture:
+                                    # The common case (a sleep), _tr_deliver inlined.
+                                    if not handler.done():
+                                        handler.set_result(handler._tr_result)
+                                else:
+                                    handler._tr_deliver(status, value, final)
+                            except Exception as exc:
+                                self.loop.call_exception_handler(
+                                    {
+                                        "message": "tokio_runtime: error while delivering a result",
+                                        "exception": exc,
+                                    }
+                                )
+                            if final:
+                                pending.pop(token, None)
+                        done += 1
+                except BaseException:
+                    _drain(ptr, recs, 0, done)  # keep the undelivered ones queued
                     self.loop.call_soon(self.drain)
-                    break
-        if interrupt is not None:
-            raise interrupt
+                    raise
+                if left is not None:
+                    left -= n
+                    if left <= 0:
+                        _drain(ptr, recs, 0, n)
+                        self.loop.call_soon(self.drain)
+                        return
+                n = _drain(ptr, recs, DRAIN_BATCH, n)
+        finally:
+            self.depth -= 1
+
+    def wake(self, running: asyncio.AbstractEventLoop | None) -> None:
+        """Have the port drained after a wake this thread caused.
+
+        ``running`` is this thread's running loop.  On the port's own loop
+        the records are delivered now (as ``asyncio.Queue`` resolves its
+        waiter's future inside ``put``): the woken task runs in this loop
+        iteration or the next.  Another loop is asked with its
+        ``call_soon_threadsafe``: one hop, without the dispatcher.
+        """
+        loop = self.loop
+        if loop is None:
+            return
+        if loop is running:
+            self.drain()
+            return
+        try:
+            loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # closed: the dispatcher's sweep closes the port
+            pass
 
     def abort_all(self) -> None:
         """After the runtime shut down (loop thread): finish this port.

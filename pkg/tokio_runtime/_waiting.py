@@ -32,41 +32,37 @@ SLICE = 0.05
 class Waiter:
     """Handler of a channel or mutex waiter (``tr_waiter_t``).
 
-    Its record only says "woken"; ``fut`` gets ``None``.  Whoever stops
-    waiting calls :meth:`release` exactly once in effect (later calls do
-    nothing): a wake that will not be acted on is passed on by
-    ``pass_on`` (``tr_channel_notify`` or ``tr_mutex_unlock``), so a
-    cancelled waiter never swallows an item or keeps a lock.
+    Its record only says "woken"; ``fut`` gets ``None``.  The C waiter sits
+    in ``cell`` (a ``tr_waiter_t **`` the wait call filled in); whoever stops
+    waiting releases it with :meth:`release`, which takes it out of the cell
+    atomically, so only the first release of several (the coroutine's
+    cleanup, a closed loop's sweep) acts.  A wake that will not be acted on
+    is passed on by ``pass_on`` (``tr_channel_notify`` or giving the lock
+    back), so a cancelled waiter never swallows an item or keeps a lock.
 
     From its record until its coroutine takes the wake, it sits in its
     port's ``woken`` set: if the loop closes in between (the task will never
-    run again), ``Port.close`` passes the wake on.
+    run again), ``Port.close`` passes the wake on.  A record delivered twice
+    (after an interrupted drain) changes nothing the second time.
     """
 
-    __slots__ = ("fut", "pass_on", "ptr", "woken")
+    __slots__ = ("cell", "fut", "pass_on", "woken")
 
     def __init__(
         self,
         fut: asyncio.Future[None],
-        ptr: Any,
+        cell: Any,
         pass_on: Callable[[], None],
         woken: set[Any],
     ) -> None:
         self.fut = fut
-        # A one-item list: list.pop() is atomic, so two threads racing to
-        # release (the loop's task and a closed-loop sweep) release once.
-        self.ptr = [ptr]
+        self.cell = cell
         self.pass_on = pass_on
         self.woken = woken
 
     def release(self, used: bool) -> None:
         """Give the C waiter back; pass its wake on unless ``used``."""
-        try:
-            ptr = self.ptr.pop()
-        except IndexError:
-            return
-        if lib.tr_waiter_release(ptr) and not used:
-            self.pass_on()
+        release_cell(self.cell, self.pass_on, used)
 
     def _tr_deliver(self, status: int, value: int, final: int) -> None:
         self.woken.add(self)  # even if cancelled: the task still has to run
@@ -77,6 +73,12 @@ class Waiter:
         self.release(used=False)
         if loop_alive and not self.fut.done():
             self.fut.cancel()
+
+
+def release_cell(cell: Any, pass_on: Callable[[], None], used: bool) -> None:
+    """Release the waiter in ``cell`` (if not yet); pass an unused wake on."""
+    if lib.tr_waiter_release_cell(cell) == 1 and not used:
+        pass_on()
 
 
 def forbid_running_loop(what: str) -> None:
@@ -109,26 +111,26 @@ def wait_in_slices(
     ``deadline`` (a ``time.monotonic()`` value, ``None`` for no limit) passes.
     A wake that arrives but is not used (timeout, exception) is passed on.
     """
-    out = ffi.new("tr_waiter_t **")
-    rc = register(out)
-    if rc == lib.TR_OK:
-        return True
-    if rc != lib.TR_PENDING:
-        raise status_error(rc)
-    waiter = out[0]
+    cell = ffi.new("tr_waiter_t **")  # NULL until register() queues a waiter
     used = False
     try:
+        rc = register(cell)
+        if rc == lib.TR_OK:
+            return True
+        if rc != lib.TR_PENDING:
+            raise status_error(rc)
         while True:
             left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
-            if lib.tr_waiter_wait(waiter, max(0.0, left)) == lib.TR_OK:
+            if lib.tr_waiter_wait(cell[0], max(0.0, left)) == lib.TR_OK:
                 used = True
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             # Back in Python for a moment: a pending KeyboardInterrupt is raised here.
     finally:
-        if lib.tr_waiter_release(waiter) and not used:
-            pass_on()
+        # Whatever happened, from before register() returned to here: the
+        # waiter (if one was queued) is released, an unused wake passed on.
+        release_cell(cell, pass_on, used)
 
 
 def deadline_after(timeout: float) -> float | None:
@@ -152,21 +154,25 @@ async def wait(
     loop = asyncio.get_running_loop()
     port = ports.port_for(loop)
     token = ports.next_token()
-    out = ffi.new("tr_waiter_t **")
-    rc = register(port.ptr, token, out)
-    if rc == lib.TR_OK:
-        return False
-    if rc != lib.TR_PENDING:
-        ports.check(rc)
-    fut = loop.create_future()
-    waiter = Waiter(fut, out[0], pass_on, port.woken)
-    port.pending[token] = waiter
+    cell = ffi.new("tr_waiter_t **")  # NULL until register() queues a waiter
+    waiter = None
     used = False
     try:
+        rc = register(port.ptr, token, cell)
+        if rc == lib.TR_OK:
+            return False
+        if rc != lib.TR_PENDING:
+            ports.check(rc)
+        fut = loop.create_future()
+        waiter = Waiter(fut, cell, pass_on, port.woken)
+        port.pending[token] = waiter
         await fut
         used = True
     finally:
+        # Whatever ended the wait, from before register() returned to here
+        # (a wake, a cancellation, an interrupt, the coroutine being closed):
+        # the waiter is released once and an unused wake passed on.
         port.pending.pop(token, None)
         port.woken.discard(waiter)
-        waiter.release(used)
+        release_cell(cell, pass_on, used)
     return True
