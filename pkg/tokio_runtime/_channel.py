@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _waiting
 from ._default import runtime_or_default
-from ._dispatch import deliver_wakes, wakes_buffer
+from ._dispatch import call_waking, deliver_wakes, wakes_buffer
 from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
@@ -151,10 +151,7 @@ class Channel(Generic[T]):
         Waiting senders get ``ChannelClosed`` (their items are not queued);
         waiting receivers get the items still queued, then ``ChannelClosed``.
         """
-        wakes = wakes_buffer()
-        lib.tr_channel_close(self._ptr, wakes)
-        if wakes.n:
-            deliver_wakes(wakes)
+        call_waking(lib.tr_channel_close, self._ptr)
 
     # -- sending ---------------------------------------------------------------
     def _send_error(self, rc: int, what: str) -> BaseException:
@@ -178,10 +175,7 @@ class Channel(Generic[T]):
             key = self._next_key()
             self._items[key] = item
             if self._waiting:
-                wakes = wakes_buffer()
-                rc = _try_send(self._ptr, key, wakes)
-                if wakes.n:
-                    deliver_wakes(wakes)
+                rc = call_waking(_try_send, self._ptr, key)
             else:
                 rc = _try_send(self._ptr, key, _NULL)
             if rc != _OK:
@@ -203,10 +197,7 @@ class Channel(Generic[T]):
             self._items[key] = item
             while True:
                 if self._waiting:
-                    wakes = wakes_buffer()
-                    rc = _try_send(ptr, key, wakes)
-                    if wakes.n:
-                        deliver_wakes(wakes)
+                    rc = call_waking(_try_send, ptr, key)
                 else:
                     rc = _try_send(ptr, key, _NULL)
                 if rc != _EFULL:
@@ -280,10 +271,7 @@ class Channel(Generic[T]):
         self._unget([key])
 
     def _unget(self, keys: list[int]) -> None:
-        wakes = wakes_buffer()
-        rc = lib.tr_channel_unget(self._ptr, keys, len(keys), wakes)
-        if wakes.n:
-            deliver_wakes(wakes)
+        rc = call_waking(lib.tr_channel_unget, self._ptr, keys, len(keys))
         if rc != _OK:  # pragma: no cover - out of memory while putting back
             raise status_error(rc)
 
@@ -293,10 +281,7 @@ class Channel(Generic[T]):
         item = _MISSING
         try:
             if self._waiting:
-                wakes = wakes_buffer()
-                key = _take(self._ptr, _NO_KEY, wakes)
-                if wakes.n:
-                    deliver_wakes(wakes)
+                key = call_waking(_take, self._ptr, _NO_KEY)
             else:
                 key = _take(self._ptr, _NO_KEY, _NULL)
             if key == _NO_KEY:
@@ -311,10 +296,7 @@ class Channel(Generic[T]):
     def _recv_slow(self, what: str) -> int:
         """Nothing to take: which of empty or closed (or a late item's key)."""
         out = ffi.new("uint64_t *")
-        wakes = wakes_buffer()
-        rc = lib.tr_channel_try_recv(self._ptr, out, wakes)
-        if wakes.n:
-            deliver_wakes(wakes)
+        rc = call_waking(lib.tr_channel_try_recv, self._ptr, out)
         if rc != _OK:
             raise self._recv_error(rc, what)
         return int(out[0])
@@ -330,10 +312,7 @@ class Channel(Generic[T]):
         try:
             while True:
                 if self._waiting:
-                    wakes = wakes_buffer()
-                    key = _take(ptr, _NO_KEY, wakes)
-                    if wakes.n:
-                        deliver_wakes(wakes)
+                    key = call_waking(_take, ptr, _NO_KEY)
                 else:
                     key = _take(ptr, _NO_KEY, _NULL)
                 if key == _NO_KEY:
@@ -493,10 +472,7 @@ class Channel(Generic[T]):
 
     def _notify(self, direction: int) -> None:
         """Pass an unused wake on to the next waiter of ``direction``."""
-        wakes = wakes_buffer()
-        lib.tr_channel_notify(self._ptr, direction, wakes)
-        if wakes.n:
-            deliver_wakes(wakes)
+        call_waking(lib.tr_channel_notify, self._ptr, direction)
 
     async def _wait(self, direction: int) -> None:
         ptr = self._ptr

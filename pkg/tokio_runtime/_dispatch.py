@@ -62,6 +62,21 @@ def wakes_buffer() -> Any:
         return _local.wakes
 
 
+def call_waking(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args, wakes)`` with this thread's wakes buffer; deliver its wakes.
+
+    For the calls that may wake a waiting coroutine (the shim's contended
+    paths: a channel or a lock some coroutine waits on).  Returns what ``fn``
+    returns.  Interrupted between the call and the delivery, the wakes wait
+    for the dispatcher's sweep.
+    """
+    wakes = wakes_buffer()
+    rc = fn(*args, wakes)
+    if wakes.n:
+        deliver_wakes(wakes)
+    return rc
+
+
 def deliver_wakes(wakes: Any) -> None:
     """Have the ports a C call listed in ``wakes`` drained (see the module docs).
 

@@ -23,7 +23,7 @@ import itertools
 from types import TracebackType
 
 from . import _default, _waiting
-from ._dispatch import deliver_wakes, wakes_buffer
+from ._dispatch import call_waking
 from ._errors import status_error
 from ._lifetime import owned
 from ._native import ffi, lib
@@ -82,10 +82,7 @@ class Mutex:
 
     def _unlock_if(self, ticket: int) -> None:
         """Give the lock back if it is held under ``ticket`` (else nothing)."""
-        wakes = wakes_buffer()
-        lib.tr_mutex_unlock_if(self._ptr, ticket, wakes)
-        if wakes.n:
-            deliver_wakes(wakes)
+        call_waking(lib.tr_mutex_unlock_if, self._ptr, ticket)
 
     async def acquire(self) -> bool:
         """Wait for the lock and take it; returns ``True``.
@@ -153,10 +150,7 @@ class Mutex:
         lost (at worst delayed to the dispatcher's next sweep).
         """
         if self._waiting:
-            wakes = wakes_buffer()
-            rc = _unlock(self._ptr, wakes)
-            if wakes.n:
-                deliver_wakes(wakes)
+            rc = call_waking(_unlock, self._ptr)
         else:
             rc = _unlock(self._ptr, _NULL)
         if rc != _OK:
