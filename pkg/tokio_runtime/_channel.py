@@ -28,8 +28,9 @@ ports it woke drained at once (see ``_dispatch``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 from . import _waiting
@@ -62,6 +63,8 @@ _EEMPTY = lib.TR_EEMPTY
 #: "No object yet" in a receive's local, for its interrupt handler.
 _MISSING: Any = object()
 _NULL = ffi.NULL
+#: Run an iterator to its end in C (for map() over a dict method).
+_consume: Callable[[Iterable[Any]], None] = collections.deque(maxlen=0).extend
 
 
 class ChannelError(Exception):
@@ -224,17 +227,20 @@ class Channel(Generic[T]):
         try:
             key = self._next_key()
             self._items[key] = item
-            wakes = wakes_buffer()
-            rc = _try_send(ptr, key, wakes)
+            if self._waiting:
+                rc = call_waking(_try_send, ptr, key)
+            else:
+                rc = _try_send(ptr, key, _NULL)  # the fast path: nobody to wake
             if rc == _EFULL:
+                wakes = wakes_buffer()
                 if not _waiting.on_main_thread():
                     rc = lib.tr_channel_send_blocking(ptr, key, limit, wakes)  # all in C
                 else:
                     rc = self._retry_on_main_thread(
                         lambda: _try_send(ptr, key, wakes), _EFULL, lib.TR_SEND, limit
                     )
-            if wakes.n:
-                deliver_wakes(wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
             if rc != _OK:
                 raise self._send_error(rc, "send_blocking")
         except BaseException:
@@ -373,9 +379,10 @@ class Channel(Generic[T]):
                 got, count[0] = count[0], 0
                 if got < n:
                     break
-            out = [items[k] for k in taken]
-            for k in taken:
-                del items[k]
+            # Read, then delete, each in one C-level call: an interrupt can
+            # land only between the two, where the handler below can undo.
+            out = list(map(items.__getitem__, taken))
+            _consume(map(items.__delitem__, taken))
             return out
         except BaseException:
             # Every key taken goes back, in order, with its object.  (And
@@ -403,9 +410,12 @@ class Channel(Generic[T]):
         out = ffi.new("uint64_t *")
         item = _MISSING
         try:
-            wakes = wakes_buffer()
-            rc = lib.tr_channel_try_recv(ptr, out, wakes)
+            if self._waiting:
+                rc = call_waking(lib.tr_channel_try_recv, ptr, out)
+            else:
+                rc = lib.tr_channel_try_recv(ptr, out, _NULL)
             if rc == _EEMPTY:
+                wakes = wakes_buffer()
                 if not _waiting.on_main_thread():
                     rc = lib.tr_channel_recv_blocking(ptr, out, limit, wakes)  # all in C
                 else:
@@ -415,8 +425,8 @@ class Channel(Generic[T]):
                         lib.TR_RECV,
                         limit,
                     )
-            if wakes.n:
-                deliver_wakes(wakes)
+                if wakes.n:
+                    deliver_wakes(wakes)
             if rc != _OK:
                 raise self._recv_error(rc, "recv_blocking")
             key = out[0]
