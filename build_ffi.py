@@ -56,6 +56,7 @@ KEEP_GIL = frozenset(
         "tr_channel_try_send",
         "tr_channel_unget",
         "tr_channel_wait",
+        "tr_channel_waiting",
         "tr_late_bucket_bounds",
         "tr_max_workers",
         "tr_mutex_locked",

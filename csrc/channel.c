@@ -310,6 +310,14 @@ int tr_channel_closed(tr_channel_t *ch) {
     return closed;
 }
 
+int tr_channel_waiting(tr_channel_t *ch, int direction) {
+    if (direction != TR_RECV && direction != TR_SEND) return 0;
+    tr__sync_lock(&ch->base);
+    int waiting = (direction == TR_RECV ? ch->recvq.head : ch->sendq.head) != NULL;
+    tr__sync_unlock(&ch->base);
+    return waiting;
+}
+
 size_t tr_channel_len(tr_channel_t *ch) {
     tr__sync_lock(&ch->base);
     size_t len = ch->len;

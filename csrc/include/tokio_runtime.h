@@ -351,6 +351,11 @@ void tr_channel_notify(tr_channel_t *ch, int direction, tr_wakes_t *wakes);
 void tr_channel_close(tr_channel_t *ch, tr_wakes_t *wakes);
 int tr_channel_closed(tr_channel_t *ch);
 size_t tr_channel_len(tr_channel_t *ch);
+/* 1 if some waiter (a thread or a port) is queued for that direction right
+ * now, else 0 (also for a bad direction): a snapshot, for a caller deciding
+ * whether a send (TR_RECV waiters) or a receive (TR_SEND waiters) may wake
+ * somebody and so is worth a wakes buffer. */
+int tr_channel_waiting(tr_channel_t *ch, int direction);
 size_t tr_channel_capacity(tr_channel_t *ch);
 
 /* ---- mutexes -------------------------------------------------------------

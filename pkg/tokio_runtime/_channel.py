@@ -63,6 +63,12 @@ _EEMPTY = lib.TR_EEMPTY
 #: "No object yet" in a receive's local, for its interrupt handler.
 _MISSING: Any = object()
 _NULL = ffi.NULL
+#: Whether a waiter of a direction is queued: asked only when the hint says
+#: some coroutine waits, since the hint stays set until the woken coroutine
+#: runs (a producer thread holding the GIL can fill the channel meanwhile).
+_waiters = lib.tr_channel_waiting
+_RECV = lib.TR_RECV
+_SEND = lib.TR_SEND
 #: Run an iterator to its end in C (for map() over a dict method).
 _consume: Callable[[Iterable[Any]], None] = collections.deque(maxlen=0).extend
 
@@ -177,7 +183,7 @@ class Channel(Generic[T]):
         try:
             key = self._next_key()
             self._items[key] = item
-            if self._waiting:
+            if self._waiting and _waiters(self._ptr, _RECV):
                 rc = call_waking(_try_send, self._ptr, key)
             else:
                 rc = _try_send(self._ptr, key, _NULL)
@@ -199,7 +205,7 @@ class Channel(Generic[T]):
             key = self._next_key()
             self._items[key] = item
             while True:
-                if self._waiting:
+                if self._waiting and _waiters(ptr, _RECV):
                     rc = call_waking(_try_send, ptr, key)
                 else:
                     rc = _try_send(ptr, key, _NULL)
@@ -227,7 +233,7 @@ class Channel(Generic[T]):
         try:
             key = self._next_key()
             self._items[key] = item
-            if self._waiting:
+            if self._waiting and _waiters(ptr, _RECV):
                 rc = call_waking(_try_send, ptr, key)
             else:
                 rc = _try_send(ptr, key, _NULL)  # the fast path: nobody to wake
@@ -286,7 +292,7 @@ class Channel(Generic[T]):
         items = self._items
         item = _MISSING
         try:
-            if self._waiting:
+            if self._waiting and _waiters(self._ptr, _SEND):
                 key = call_waking(_take, self._ptr, _NO_KEY)
             else:
                 key = _take(self._ptr, _NO_KEY, _NULL)
@@ -317,7 +323,7 @@ class Channel(Generic[T]):
         item = _MISSING
         try:
             while True:
-                if self._waiting:
+                if self._waiting and _waiters(ptr, _SEND):
                     key = call_waking(_take, ptr, _NO_KEY)
                 else:
                     key = _take(ptr, _NO_KEY, _NULL)
@@ -410,7 +416,7 @@ class Channel(Generic[T]):
         out = ffi.new("uint64_t *")
         item = _MISSING
         try:
-            if self._waiting:
+            if self._waiting and _waiters(ptr, _SEND):
                 rc = call_waking(lib.tr_channel_try_recv, ptr, out)
             else:
                 rc = lib.tr_channel_try_recv(ptr, out, _NULL)

@@ -83,6 +83,7 @@
     X(chan_receipts)                 \
     X(chan_unget)                    \
     X(chan_unget_wakes)              \
+    X(chan_waiting)                  \
     X(waiter_release_cell)           \
     X(mutex_basic)                   \
     X(mutex_lock_timeout)            \

@@ -1224,3 +1224,32 @@ TEST_IMPL(waiter_release_cell) {
     tr_port_release(port);
     tr_runtime_release(rt);
 }
+
+TEST_IMPL(chan_waiting) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *p1 = tt_port(rt, 31);
+    tr_channel_t *ch = new_channel(1);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_RECV), 0);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_SEND), 0);
+    ASSERT_EQ(tr_channel_waiting(ch, 7), 0);
+    tr_waiter_t *r1 = wait_pending(ch, TR_RECV, p1, 1);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_RECV), 1);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_SEND), 0);
+    /* Woken: out of the queue, nobody waits any more. */
+    ASSERT_EQ(tr_channel_try_send(ch, 9, NULL), TR_OK);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_RECV), 0);
+    expect_wake(rt, p1, 1);
+    ASSERT_EQ(tr_waiter_release(r1), 1);
+    /* Full: a blocked sender is a waiter too. */
+    blocker b;
+    blocker_start(&b, ch, TR_SEND, 10, 5.0);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_SEND), 1);
+    ASSERT_EQ(recv_one(ch), 9);
+    blocker_join(&b);
+    ASSERT_EQ(b.rc, TR_OK);
+    ASSERT_EQ(tr_channel_waiting(ch, TR_SEND), 0);
+    ASSERT_EQ(recv_one(ch), 10);
+    tr_channel_release(ch);
+    tr_port_release(p1);
+    tr_runtime_release(rt);
+}
