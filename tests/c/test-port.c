@@ -191,15 +191,17 @@ TEST_IMPL(port_many) {
             size_t p = (size_t)ids[i] - 1;
             tr_completion_t c[4];
             size_t got;
-            do { /* drain it empty, which re-arms its edge */
-                got = tt_drain(ports[p], c, 4);
+            /* Drain it until a drain finds it empty, which re-arms its
+             * edge: a record that arrives while a batch is in flight is
+             * not reported again, the next drain takes it. */
+            while ((got = tt_drain(ports[p], c, 4)) > 0) {
                 for (size_t j = 0; j < got; j++) {
                     ASSERT_EQ(c[j].token / 1000, p + 1);
                     ASSERT_EQ(c[j].status, TR_OK);
                     finals[p]++;
                     total++;
                 }
-            } while (got == 4);
+            }
         }
     }
     for (size_t p = 0; p < nports; p++) {

@@ -157,10 +157,11 @@ static void *dispatch_main(void *arg) {
             tr_port_t *port = d->ports[ids[i] - 1];
             tr_completion_t c[8];
             size_t got;
-            do {
-                got = tt_drain(port, c, 8);
+            /* Until a drain finds it empty (which re-arms its edge): a
+             * record that arrives while a batch is in flight is not
+             * reported again, the next drain takes it. */
+            while ((got = tt_drain(port, c, 8)) > 0)
                 for (size_t j = 0; j < got; j++) tt_ledger_visit(&c[j], &d->ledger);
-            } while (got == 8);
         }
     }
     return NULL;

@@ -79,6 +79,8 @@ tr_stats_t tt_stats(tr_runtime_t *rt) {
     return s;
 }
 
+/* Copy up to cap records and acknowledge them at once.  Loop until it
+ * returns 0: only a drain that finds the queue empty re-arms its edge. */
 size_t tt_drain(tr_port_t *port, tr_completion_t *out, size_t cap) {
     size_t n = tr_port_drain(port, out, cap, 0);
     if (n) ASSERT_EQ(tr_port_drain(port, NULL, 0, n), 0);
