@@ -47,11 +47,6 @@ def get_runtime() -> Runtime:
     return _build_default()
 
 
-def current() -> Runtime | None:
-    """The default runtime if it was built in this process, else ``None``."""
-    return _default
-
-
 def _build_default() -> Runtime:
     global _default, _default_ports
     with _default_lock:

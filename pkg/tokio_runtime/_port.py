@@ -147,7 +147,7 @@ class Port:
             raise status_error(rc)
         self.ptr = owned(out[0], lib.tr_port_release)
         # Submissions do not wake the runtime's loop thread one by one: see
-        # submitted().
+        # start().
         lib.tr_port_defer_wake(self.ptr, 1)
         self._recs = ffi.new("tr_completion_t[]", DRAIN_BATCH)
         self._view = memoryview(ffi.buffer(self._recs))
@@ -181,16 +181,19 @@ class Port:
         """Submit one native operation from ``loop`` (this port's); return its token.
 
         ``start(rt_ptr, port_ptr, token, *args)`` is the C submission
-        function.  A refused submission raises (``check``).  The runtime's
-        loop thread is woken at the end of this loop turn (see
-        :meth:`submitted`).  The caller registers the token's handler in
-        ``pending`` before it yields to the loop.
+        function.  A refused submission raises (``check``).  The port defers
+        wake-ups, so every op submitted during one turn of the asyncio loop
+        (10,000 in a ``gather``) costs one wake-up of the runtime's loop
+        thread, at the end of the turn (``_kick``), instead of one per op it
+        happened to catch; deadlines count from each submission anyway.  The
+        caller registers the token's handler in ``pending`` before it yields
+        to the loop.
         """
         token = self.next_token()
         rc = start(self.rt_ptr, self.ptr, token, *args)
         if rc:
             self.check(rc)
-        if not self.kick_pending:  # self.submitted(), inlined
+        if not self.kick_pending:
             self.kick_pending = True
             loop.call_soon(self._kick)
         return token
@@ -216,20 +219,6 @@ class Port:
         fut._tr_result = result
         self.pending[token] = fut
         return fut
-
-    def submitted(self) -> None:
-        """After a submission: wake the runtime's loop thread once this turn.
-
-        The port defers wake-ups, so every op submitted during one turn of
-        the asyncio loop (10,000 in a ``gather``) costs one wake-up of the
-        runtime's loop thread, at the end of the turn, instead of one per op
-        it happened to catch.  Deadlines count from each submission anyway.
-        """
-        if not self.kick_pending:
-            loop = self.loop
-            if loop is not None:
-                self.kick_pending = True
-                loop.call_soon(self._kick)
 
     def _kick(self) -> None:
         self.kick_pending = False

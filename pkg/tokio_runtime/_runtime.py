@@ -224,11 +224,6 @@ class Runtime:
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
-def live_runtimes() -> list[Runtime]:
-    """Every runtime of this process not yet collected (shut down or not)."""
-    return list(_live)
-
-
 def shutdown_all() -> None:
     """The exit hook: shut every live runtime down.
 
