@@ -29,6 +29,7 @@
 #include <stdlib.h>
 
 #include "clock.h"
+#include "item.h"
 #include "waiter.h"
 
 #define TR__CHANNEL_MAX_CAPACITY ((size_t)1 << 40)
@@ -45,6 +46,8 @@ struct tr_channel {
 
 static void channel_destroy(tr__sync_t *s) {
     tr_channel_t *ch = (tr_channel_t *)s;
+    /* Values own their boxes; opaque keys are their owner's business. */
+    for (size_t i = 0; i < ch->len; i++) tr_item_free(ch->ring[(ch->head + i) & (ch->slots - 1)]);
     free(ch->ring);
     free(ch);
 }
@@ -80,6 +83,10 @@ int tr_channel_new(size_t capacity, tr_channel_t **out) {
 
 void tr_channel_release(tr_channel_t *ch) {
     if (ch) tr__sync_unref(&ch->base);
+}
+
+void tr_channel_ref(tr_channel_t *ch) {
+    if (ch) tr__sync_ref(&ch->base);
 }
 
 /* ---- the ring (lock held) ------------------------------------------------- */
@@ -183,19 +190,53 @@ uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none, tr_wakes_t *wakes) {
     return tr_channel_try_recv(ch, &item, wakes) == TR_OK ? item : none;
 }
 
-int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout,
-                             tr_wakes_t *wakes) {
-    tr__wakes_reset(wakes);
-    if (isnan(timeout)) return TR_EINVAL;
-    struct timespec ts;
-    const struct timespec *deadline = tr__deadline(timeout, &ts);
+/* Put item in, waiting for room until deadline (NULL: none; `try`: not at
+ * all).  Shared by the blocking and the value sends. */
+static int send_until(tr_channel_t *ch, uint64_t item, bool try, const struct timespec *deadline,
+                      tr_wakes_t *wakes) {
     tr__wakelist_t wl = {0};
     int rc;
     tr__sync_lock(&ch->base);
     for (;;) {
         rc = put_locked(ch, item, &wl);
-        if (rc != TR_EFULL) break;
+        if (rc != TR_EFULL || try) break;
         if (!tr__waitq_block(&ch->base, &ch->sendq, 0, deadline)) {
+            rc = TR_TIMEDOUT;
+            break;
+        }
+    }
+    tr__sync_unlock(&ch->base);
+    tr__wake_flush(&wl, wakes);
+    return rc;
+}
+
+int tr_channel_send_blocking(tr_channel_t *ch, uint64_t item, double timeout,
+                             tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
+    if (isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    return send_until(ch, item, false, tr__deadline(timeout, &ts), wakes);
+}
+
+/* Take one item, waiting until deadline (NULL: none; `try`: not at all).
+ * values_only: take it only if it is a value; an opaque key at the head is
+ * left there (TR_ETYPE), and the wake this caller may have had for it is
+ * passed on to the next receiver. */
+static int recv_until(tr_channel_t *ch, uint64_t *item, bool try, bool values_only,
+                      const struct timespec *deadline, tr_wakes_t *wakes) {
+    tr__wakelist_t wl = {0};
+    size_t n;
+    int rc;
+    tr__sync_lock(&ch->base);
+    for (;;) {
+        if (values_only && ch->len > 0 && !tr__item_is_value(ch->ring[ch->head])) {
+            tr__waitq_wake_one(&ch->recvq, &wl);
+            rc = TR_ETYPE;
+            break;
+        }
+        rc = take_locked(ch, item, 1, &n, &wl);
+        if (rc != TR_EEMPTY || try) break;
+        if (!tr__waitq_block(&ch->base, &ch->recvq, 0, deadline)) {
             rc = TR_TIMEDOUT;
             break;
         }
@@ -210,22 +251,26 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout,
     tr__wakes_reset(wakes);
     if (!item || isnan(timeout)) return TR_EINVAL;
     struct timespec ts;
-    const struct timespec *deadline = tr__deadline(timeout, &ts);
-    tr__wakelist_t wl = {0};
-    size_t n;
-    int rc;
-    tr__sync_lock(&ch->base);
-    for (;;) {
-        rc = take_locked(ch, item, 1, &n, &wl);
-        if (rc != TR_EEMPTY) break;
-        if (!tr__waitq_block(&ch->base, &ch->recvq, 0, deadline)) {
-            rc = TR_TIMEDOUT;
-            break;
-        }
-    }
-    tr__sync_unlock(&ch->base);
-    tr__wake_flush(&wl, wakes);
-    return rc;
+    return recv_until(ch, item, false, false, tr__deadline(timeout, &ts), wakes);
+}
+
+int tr_channel_send_value(tr_channel_t *ch, uint64_t item, double timeout, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
+    if (!ch || !tr__item_is_value(item) || isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    return send_until(ch, item, timeout == 0, tr__deadline(timeout, &ts), wakes);
+}
+
+int tr_channel_recv_value(tr_channel_t *ch, uint64_t *item, double timeout, tr_wakes_t *wakes) {
+    tr__wakes_reset(wakes);
+    if (!ch || !item || isnan(timeout)) return TR_EINVAL;
+    struct timespec ts;
+    return recv_until(ch, item, timeout == 0, true, tr__deadline(timeout, &ts), wakes);
+}
+
+void tr_channel_took_value(tr_channel_t *ch, uint64_t item) {
+    if (last_take.ch == ch && last_take.item == item) last_take = (receipt){NULL, 0};
+    tr_item_free(item);
 }
 
 int tr_channel_sent(tr_channel_t *ch, uint64_t item) {

@@ -28,7 +28,10 @@
  *   6 HUB       the dispatch hub's ready list lock (dispatch.c; was
  *               rt->ready_mu).  Leaf.
  *   7 OPDATA    an op's private state (counter.c's shared counter).  Leaf.
- *   8 EXIT      rt->exit_mu (runtime.c): "the loop thread has returned".  Leaf.
+ *   8 PROMISES  the op set's list of pending promises (promise.c).  Leaf:
+ *               cancelling them (records pushed, references dropped) is
+ *               done after it is dropped.
+ *   9 EXIT      rt->exit_mu (runtime.c): "the loop thread has returned".  Leaf.
  *
  * The old comment "no port lock nests in an owner lock" was wrong: wakes
  * (tr__waitq_wake_one -> tr__port_closed) and tr__waiter_new take port locks
@@ -60,6 +63,7 @@ enum {
     TR__RANK_PORT,
     TR__RANK_HUB,
     TR__RANK_OPDATA,
+    TR__RANK_PROMISES,
     TR__RANK_EXIT,
     TR__RANK_COUNT /* one past the last */
 };

@@ -50,6 +50,16 @@ void tr_mutex_release(tr_mutex_t *m) {
     if (m) tr__sync_unref(&m->base);
 }
 
+void tr_mutex_ref(tr_mutex_t *m) {
+    if (m) tr__sync_ref(&m->base);
+}
+
+uint64_t tr_mutex_ticket(void) {
+    /* Counted down from the top, far from the Python shim's small ones. */
+    static atomic_uint_fast64_t next = UINT64_MAX;
+    return atomic_fetch_sub(&next, 1);
+}
+
 /* Lock held.  Take the lock if it is free. */
 static bool acquire_locked(tr_mutex_t *m, uint64_t ticket) {
     if (m->locked) return false;

@@ -15,12 +15,15 @@ void tr__opset_init(tr__opset_t *set, struct ev_loop *loop, tr__inbox_t *inbox, 
     set->inbox = inbox;
     set->hub = hub;
     set->stats = stats;
+    pthread_mutex_init(&set->promise_mu, NULL);
 }
 
 void tr__opset_free(tr__opset_t *set) {
     tr__optable_free(&set->table);
     set->loop = NULL;
 }
+
+void tr__opset_destroy(tr__opset_t *set) { pthread_mutex_destroy(&set->promise_mu); }
 
 static void op_release_final(tr__record_t *r) {
     tr__op_t *op = TR__CONTAINER_OF(r, tr__op_t, final);
@@ -167,7 +170,9 @@ int tr_cancel(tr_runtime_t *rt, uint64_t token) {
 
 static void port_close_run(tr__msg_t *msg, void *ctx) {
     tr_port_t *port = TR__CONTAINER_OF(msg, tr_port_t, close_msg);
-    tr__ops_cancel(ctx, port);
+    tr__opset_t *set = ctx;
+    tr__ops_cancel(set, port);
+    if (set->port_closing) set->port_closing(set, port);
     tr_port_release(port); /* the reference tr_port_close took */
 }
 

@@ -53,7 +53,8 @@ typedef struct tr__op_vtable {
 
 enum { TR__OP_QUEUED, TR__OP_RUNNING, TR__OP_CANCELLING, TR__OP_FINISHED };
 
-typedef struct tr__opset {
+typedef struct tr__opset tr__opset_t;
+struct tr__opset {
     struct ev_loop *loop;   /* the loop ops run on (NULL after shutdown) */
     tr__inbox_t *inbox;     /* submissions */
     tr__hub_t *hub;
@@ -64,14 +65,27 @@ typedef struct tr__opset {
     tr__workbatch_t outbox; /* work for the pool, handed over per iteration */
     bool halting;           /* shutdown seen: cancel whatever starts */
     double batch_now;       /* tr__mono_now() when the current inbox batch was taken */
-} tr__opset_t;
+    /* Set by the runtime at creation: work submitted straight to the pool
+     * from any thread (promise jobs), and what else a port's closing ends
+     * (its pending promises; called on the loop thread, NULL: nothing). */
+    tr__pool_t *pool;
+    void (*port_closing)(tr__opset_t *set, tr_port_t *port);
+    /* Pending promises (promise.c), so that a port's close and a shutdown
+     * can cancel them; guarded by promise_mu (TR__RANK_PROMISES). */
+    pthread_mutex_t promise_mu;
+    tr_promise_t *promises, *promises_tail;
+    bool promises_halted;   /* shutdown: no new promise is accepted */
+};
 
 /* The op set at the head of a runtime. */
 static inline tr__opset_t *tr__opset_of(tr_runtime_t *rt) { return (tr__opset_t *)(void *)rt; }
 
 void tr__opset_init(tr__opset_t *set, struct ev_loop *loop, tr__inbox_t *inbox, tr__hub_t *hub,
                     tr__stats_t *stats);
+/* Free the loop-thread parts (at shutdown). */
 void tr__opset_free(tr__opset_t *set);
+/* Free the rest (with the runtime's memory). */
+void tr__opset_destroy(tr__opset_t *set);
 
 struct tr__op {
     tr__msg_t msg;              /* the submission message */

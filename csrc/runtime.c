@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "list.h"
 #include "lock.h"
+#include "promise.h"
 #include "thread.h"
 
 _Static_assert(offsetof(struct tr_runtime, ops) == 0, "tr__opset_of() needs the op set first");
@@ -87,6 +88,7 @@ static void runtime_free(tr__hub_t *hub) {
     pthread_cond_destroy(&rt->exit_cv);
     pthread_mutex_destroy(&rt->exit_mu);
     pthread_mutex_destroy(&rt->shutdown_mu);
+    if (rt->ops.stats) tr__opset_destroy(&rt->ops); /* set up (the loop was made) */
     tr__inbox_destroy(&rt->inbox);
     free(rt);
 }
@@ -126,6 +128,8 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
         return TR_ENOMEM;
     }
     tr__opset_init(&rt->ops, rt->loop, &rt->inbox, &rt->hub, &rt->stats);
+    rt->ops.pool = &rt->pool;
+    rt->ops.port_closing = tr__promises_port_closing;
     ev_set_userdata(rt->loop, rt);
     tr__inbox_attach(&rt->inbox, rt->loop, on_wake, rt);
     ev_prepare_init(&rt->flush, on_flush);
@@ -150,6 +154,9 @@ int tr_runtime_new(const tr_config_t *config, tr_runtime_t **out) {
 
 static int shutdown_locked(tr_runtime_t *rt, const struct timespec *deadline) {
     if (!tr__inbox_stop(&rt->inbox)) return TR_OK; /* stopped already */
+    /* Pending promises fail from now on (TR_ESHUTDOWN); running jobs see
+     * their cancel flag, queued ones are skipped by the workers below. */
+    tr__promises_halt(&rt->ops);
     /* The loop thread runs what is queued, cancels every op and returns. */
     tr__lock(&rt->exit_mu, TR__RANK_EXIT);
     while (!rt->loop_exited)

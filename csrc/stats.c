@@ -48,6 +48,9 @@ void tr__stats_snapshot(tr__stats_t *s, tr_stats_t *out) {
     out->live_ops = atomic_load(&s->live_ops);
     out->ports = atomic_load(&s->ports);
     out->waiters = atomic_load(&s->waiters);
+    out->promises = atomic_load(&s->promises);
+    out->native_queued = atomic_load(&s->native_queued);
+    out->native_running = atomic_load(&s->native_running);
     out->timers_fired = atomic_load(&s->timers_fired);
     out->timer_late_max_ns = atomic_load(&s->timer_late_max_ns);
     for (int b = 0; b < TR_LATE_BUCKETS; b++)

@@ -22,6 +22,8 @@
 
 typedef struct tr__stats {
     atomic_uint_fast64_t pending, submitted, completed, cancelled, live_ops, ports, waiters;
+    /* promises allocated and not freed; native jobs queued / running */
+    atomic_uint_fast64_t promises, native_queued, native_running;
     /* written by the loop thread, read by tr__stats_snapshot() */
     atomic_uint_fast64_t timers_fired, timer_late_max_ns, timer_late_hist[TR_LATE_BUCKETS];
 } tr__stats_t;

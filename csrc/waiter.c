@@ -31,7 +31,7 @@ void tr__sync_init(tr__sync_t *s, void (*lost_wake)(tr__sync_t *, int),
     s->destroy = destroy;
 }
 
-static void sync_ref(tr__sync_t *s) { atomic_fetch_add(&s->refs, 1); }
+void tr__sync_ref(tr__sync_t *s) { atomic_fetch_add(&s->refs, 1); }
 
 void tr__sync_unref(tr__sync_t *s) {
     if (atomic_fetch_sub(&s->refs, 1) != 1) return;
@@ -132,7 +132,7 @@ int tr__waiter_new(tr__sync_t *owner, tr__waitq_t *q, int direction, tr_port_t *
     w->direction = direction;
     w->ticket = ticket;
     w->owner = owner;
-    sync_ref(owner);
+    tr__sync_ref(owner);
     w->port = port;
     tr__port_ref(port);
     w->rec.c.token = token;
@@ -204,7 +204,7 @@ int tr__waiter_new_thread(tr__sync_t *owner, tr__waitq_t *q, int direction, uint
     w->direction = direction;
     w->ticket = ticket;
     w->owner = owner;
-    sync_ref(owner);
+    tr__sync_ref(owner);
     tr__cond_init_monotonic(&w->cv);
     tr__waitq_push(q, w);
     *out = w;

@@ -70,6 +70,7 @@ struct tr_waiter {
 
 void tr__sync_init(tr__sync_t *s, void (*lost_wake)(tr__sync_t *, int),
                    void (*destroy)(tr__sync_t *));
+void tr__sync_ref(tr__sync_t *s);
 void tr__sync_unref(tr__sync_t *s);
 /* Macros, so the lock checker reports the caller's file:line. */
 #define tr__sync_lock(s) tr__lock(&(s)->mu, TR__RANK_OWNER)

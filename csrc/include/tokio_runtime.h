@@ -39,7 +39,9 @@ enum tr_status {
     TR_EFULL = 8,      /* a channel is full (non-blocking send) */
     TR_EEMPTY = 9,     /* a channel is empty (non-blocking receive) */
     TR_EBUSY = 10,     /* a mutex is locked (non-blocking lock) */
-    TR_PENDING = 11    /* not finished yet: a waiter was queued, a task still runs */
+    TR_PENDING = 11,   /* not finished yet: a waiter was queued, a task still runs */
+    TR_EDONE = 12,     /* a promise was already completed (this call did nothing) */
+    TR_ETYPE = 13      /* a channel's next item is a Python object, not a value (left there) */
 };
 
 typedef struct tr_runtime tr_runtime_t;
@@ -48,6 +50,7 @@ typedef struct tr_channel tr_channel_t;
 typedef struct tr_mutex tr_mutex_t;
 typedef struct tr_waiter tr_waiter_t;
 typedef struct tr_task tr_task_t;
+typedef struct tr_promise tr_promise_t;
 
 typedef struct tr_config {
     int worker_threads;      /* 1..TR_MAX_WORKERS (see tr_max_workers()) */
@@ -91,6 +94,9 @@ typedef struct tr_stats {
     uint64_t live_ops;   /* op structs allocated and not yet freed */
     uint64_t ports;      /* ports allocated and not yet freed */
     uint64_t waiters;    /* channel/mutex waiters queued for a port (also in pending) */
+    uint64_t promises;   /* promises allocated and not yet freed */
+    uint64_t native_queued;  /* native jobs (tr_promise_run) waiting for a worker */
+    uint64_t native_running; /* native jobs whose function is running */
     int32_t worker_threads;
     int32_t running;     /* 1 until shutdown starts */
     /* How late sleep timers (tr_sleep: sleeps and timeout deadlines) fired:
@@ -358,6 +364,134 @@ size_t tr_channel_len(tr_channel_t *ch);
 int tr_channel_waiting(tr_channel_t *ch, int direction);
 size_t tr_channel_capacity(tr_channel_t *ch);
 
+/* Another reference for another holder (a C thread); drop it with
+ * tr_channel_release.  Any thread. */
+void tr_channel_ref(tr_channel_t *ch);
+
+/* ---- values: items C and Python both understand --------------------------
+ * Channel items below 2**63 are opaque keys (the Python shim keeps the
+ * Python object of each in a dict; raw C users pick their own).  Items with
+ * bit 63 set are *values*: an int64 or a byte string, made by tr_item_int /
+ * tr_item_bytes.  Ints in [-2**61, 2**61) live in the item itself; other
+ * ints and every byte string live in a heap box the item owns.  Whoever
+ * holds a value item frees it exactly once with tr_item_free: the maker until
+ * a send accepts it, the channel while it is queued (a channel frees the
+ * values still in it when its last reference goes), the receiver after it.
+ * The Python shim sends Python ints (not bools) and bytes as values and
+ * receives values as int and bytes, so C and Python producers and consumers
+ * mix on one channel.  Every function here: any thread, no lock. */
+enum tr_item_kind { TR_ITEM_KEY = 0, TR_ITEM_INT = 1, TR_ITEM_BYTES = 2 };
+/* A value item for v, or 0 if out of memory (only ints outside the inline
+ * range allocate). */
+uint64_t tr_item_int(int64_t v);
+/* A value item holding a copy of data[0..len), or 0 if out of memory. */
+uint64_t tr_item_bytes(const void *data, size_t len);
+/* TR_ITEM_KEY, TR_ITEM_INT or TR_ITEM_BYTES. */
+int tr_item_kind(uint64_t item);
+/* The int of an int item (0 for any other). */
+int64_t tr_item_get_int(uint64_t item);
+/* The bytes of a bytes item (valid until it is freed) and *len, or NULL and
+ * *len = 0 for any other.  len may be NULL. */
+const void *tr_item_get_bytes(uint64_t item, size_t *len);
+/* Free a value item's box (nothing for an inline int or an opaque key). */
+void tr_item_free(uint64_t item);
+/* For a batch receiver (the shim's recv_many): which kinds items[0..n)
+ * holds, as TR_ITEMS_* bits. */
+enum { TR_ITEMS_KEYS = 1, TR_ITEMS_INTS = 2, TR_ITEMS_BOXED = 4 };
+int tr_items_classify(const uint64_t *items, size_t n);
+/* out[i] = tr_item_get_int(items[i]) for i < n. */
+void tr_items_ints(const uint64_t *items, size_t n, int64_t *out);
+/* tr_item_free every item of items[0..n), then set *done to 1 (done may be
+ * NULL): the caller's memory says whether the boxes are gone, even if its
+ * thread is interrupted right after the call returns. */
+void tr_items_free(const uint64_t *items, size_t n, int *done);
+
+/* Send a value item (TR_EINVAL for an opaque key), waiting up to timeout
+ * seconds for room (0: not at all, TR_EFULL; negative: no limit).  TR_OK:
+ * the channel owns it now.  Any other return: the caller still owns it
+ * (TR_EFULL, TR_TIMEDOUT, TR_ECLOSED, TR_EINVAL, TR_ENOMEM). */
+int tr_channel_send_value(tr_channel_t *ch, uint64_t item, double timeout, tr_wakes_t *wakes);
+/* Take the oldest item if it is a value, waiting up to timeout seconds for
+ * one (0: not at all, TR_EEMPTY; negative: no limit).  TR_OK: *item is the
+ * caller's (free it with tr_item_free).  TR_ETYPE: the oldest item is a
+ * Python object, which a C receiver cannot take: it stays first in the
+ * channel, for a Python receiver (who is woken).  TR_ECLOSED: closed and
+ * drained; TR_TIMEDOUT; TR_EINVAL. */
+int tr_channel_recv_value(tr_channel_t *ch, uint64_t *item, double timeout, tr_wakes_t *wakes);
+/* For the shim's receive path: it read the value item it took from ch and
+ * is done with it: forget this thread's take receipt if it names (ch, item),
+ * then tr_item_free(item).  Calling thread. */
+void tr_channel_took_value(tr_channel_t *ch, uint64_t item);
+
+/* ---- promises and native jobs ---------------------------------------------
+ * A promise is the native end of one result a consumer awaits (the Python
+ * shim's Completion and run_native): made for a (port, token) like an op,
+ * completed once by whoever holds it, from any thread, with no lock of the
+ * caller's and no Python.  Its one final record (token, status, value)
+ * reaches the port like any completion made by a C thread (through the
+ * dispatcher, or directly to a drain already under way).
+ *
+ * Exactly one of "completed" and "cancelled" wins.  The consumer cancels
+ * with tr_promise_cancel; a port's close cancels its pending promises
+ * (TR_ECLOSED), a shutdown every one (TR_ESHUTDOWN).  A late completion
+ * does nothing and returns what won: TR_EDONE (completed before),
+ * TR_CANCELLED, TR_ECLOSED or TR_ESHUTDOWN.  A cancelled promise's record
+ * has status TR_CANCELLED.
+ *
+ * References: the creator owns one; tr_promise_ref adds one for each other
+ * holder (a C thread); each is dropped once with tr_promise_release, after
+ * which the pointer must not be used.  A promise stays valid (every call
+ * fails cleanly) after its runtime shut down, until its last reference is
+ * dropped. */
+
+/* A native function run by a worker thread: arg is the caller's, cancelled
+ * points at an int that becomes non-zero once the promise is cancelled (poll
+ * it in long loops and return early; the result is then discarded).  Read
+ * it with a relaxed atomic load (__atomic_load_n) to stay ThreadSanitizer-
+ * clean; a volatile read works too.  The return value is the result. */
+typedef int64_t (*tr_native_fn)(void *arg, const volatile int *cancelled);
+
+/* A pending promise for (port, token).  TR_OK; TR_EINVAL (NULL, token 0, a
+ * port of another runtime); TR_ECLOSED (closed port); TR_ESHUTDOWN;
+ * TR_ENOMEM.  Tokens share the runtime's op token space. */
+int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise_t **out);
+void tr_promise_ref(tr_promise_t *p);
+void tr_promise_release(tr_promise_t *p);
+/* Complete with status (TR_OK, or an error status the consumer raises: any
+ * TR_* but TR_PENDING; TR_CANCELLED cancels the consumer's future) and
+ * value.  TR_OK: this call completed it.  Else see above; TR_EINVAL for a
+ * bad status. */
+int tr_promise_complete(tr_promise_t *p, int status, int64_t value);
+/* Complete with TR_OK and a copy of data[0..len) (the record's value is
+ * len).  TR_ENOMEM: not completed (try again, or complete with a status). */
+int tr_promise_complete_bytes(tr_promise_t *p, const void *data, size_t len);
+/* The consumer gives up: TR_OK if this call cancelled it (the cancel flag is
+ * set), else what won. */
+int tr_promise_cancel(tr_promise_t *p);
+/* TR_PENDING; the status it was completed with; or TR_CANCELLED (by anyone). */
+int tr_promise_state(const tr_promise_t *p);
+/* The flag a job's function polls (see tr_native_fn); valid while the
+ * caller holds a reference. */
+const volatile int *tr_promise_cancel_flag(tr_promise_t *p);
+/* The byte result, for the consumer after the final record (TR_OK) arrived:
+ * valid while it holds its reference.  NULL (and *len 0) for no byte result. */
+const void *tr_promise_bytes(const tr_promise_t *p, size_t *len);
+/* Run fn(arg, cancel flag) on a worker thread and complete p with TR_OK and
+ * its result.  Workers take jobs in FIFO order with the runtime's other
+ * pool work.  Cancelled before a worker takes it: fn never runs.  Cancelled
+ * while it runs: the flag is set and its result dropped.  The final record
+ * comes only after fn returned (or was skipped), so arg may be freed when it
+ * arrives.  rt: NULL, or p's runtime (TR_EINVAL for another).  TR_OK;
+ * TR_EINVAL (NULL fn, a second job for p); TR_EDONE, TR_CANCELLED,
+ * TR_ECLOSED, TR_ESHUTDOWN (p finished or the runtime stopped: fn will not
+ * run).  A shutdown cancels running jobs (flag set) and waits for their
+ * functions to return. */
+int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg);
+
+/* The public C API table for other extensions (tokio_runtime_capi.h), as an
+ * address: the Python package wraps it in a capsule. */
+const void *tr_capi_table(void);
+
 /* ---- mutexes -------------------------------------------------------------
  * A FIFO lock with direct hand-off: unlocking gives the lock to the oldest
  * waiter, thread or port alike.  Not tied to a thread: any thread may unlock.
@@ -391,6 +525,12 @@ int tr_mutex_unlock(tr_mutex_t *m, tr_wakes_t *wakes);
  * nothing done). */
 int tr_mutex_unlock_if(tr_mutex_t *m, uint64_t ticket, tr_wakes_t *wakes);
 int tr_mutex_locked(tr_mutex_t *m);
+/* Another reference for another holder; drop it with tr_mutex_release. */
+void tr_mutex_ref(tr_mutex_t *m);
+/* A ticket no other caller of tr_mutex_ticket gets, far from the small
+ * ones the Python shim counts: for C code that takes a Mutex Python also
+ * uses. */
+uint64_t tr_mutex_ticket(void);
 
 /* Name the calling thread "{prefix}-{suffix}" (cut to 15 bytes), so that
  * non-runtime helper threads line up in top -H.  Returns 0 or an errno. */
