@@ -200,6 +200,10 @@ int tr_promise_state(const tr_promise_t *p) {
     return TR_CANCELLED;
 }
 
+int tr_promise_settled(const tr_promise_t *p) {
+    return p ? atomic_load(&((tr_promise_t *)p)->holds) == 0 : 1;
+}
+
 const volatile int *tr_promise_cancel_flag(tr_promise_t *p) { return p ? &p->cancel_flag : NULL; }
 
 const void *tr_promise_bytes(const tr_promise_t *p, size_t *len) {

@@ -470,6 +470,10 @@ int tr_promise_complete_bytes(tr_promise_t *p, const void *data, size_t len);
 int tr_promise_cancel(tr_promise_t *p);
 /* TR_PENDING; the status it was completed with; or TR_CANCELLED (by anyone). */
 int tr_promise_state(const tr_promise_t *p);
+/* 1 once the final record is on its way (the promise is finished and no
+ * job's function still runs for it), else 0.  For a consumer that stopped
+ * waiting (its loop closed) but must keep a job's argument alive. */
+int tr_promise_settled(const tr_promise_t *p);
 /* The flag a job's function polls (see tr_native_fn); valid while the
  * caller holds a reference. */
 const volatile int *tr_promise_cancel_flag(tr_promise_t *p);

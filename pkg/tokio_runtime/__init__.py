@@ -14,7 +14,10 @@ for them.
 
 The general API: :class:`Runtime`, :func:`get_runtime`, :func:`configure`,
 :func:`sleep`, :func:`timeout`, :func:`spawn_background` (a
-:class:`TaskHandle`), :class:`Channel` and :class:`Mutex`.  The five functions
+:class:`TaskHandle`), :class:`Channel` and :class:`Mutex`.  Native work:
+:func:`run_native` (a C function on the workers), :class:`Completion` (a
+result C code delivers) and the C API for other extensions
+(:func:`get_include`, the ``_C_API`` capsule).  The five functions
 of the original PyO3 + Tokio example are built on them.
 """
 
@@ -24,9 +27,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._capi import _C_API
     from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelError, ChannelFull
     from ._default import configure, get_runtime, sleep, spawn_background, timeout
+    from ._default import completion, run_native
     from ._mutex import Mutex
+    from ._promise import Completion
     from ._runtime import Runtime
     from ._task import TaskHandle
     from .demos import (
@@ -47,7 +53,11 @@ _SOURCES = {
     "ChannelEmpty": "_channel",
     "ChannelError": "_channel",
     "ChannelFull": "_channel",
+    "Completion": "_promise",
     "Mutex": "_mutex",
+    "_C_API": "_capi",
+    "completion": "_default",
+    "run_native": "_default",
     "Runtime": "_runtime",
     "configure": "_default",
     "get_runtime": "_default",
@@ -61,6 +71,18 @@ _SOURCES = {
     "spawn_background_task": "demos",
     "with_timeout": "demos",
 }
+
+
+def get_include() -> str:
+    """The folder of the installed C headers, for extensions using the C API.
+
+    It holds ``tokio_runtime.h`` (the core's types and functions) and
+    ``tokio_runtime_capi.h`` (the table an extension imports with
+    ``tr_import_capi()``).  Does not load the native module.
+    """
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
 def __getattr__(name: str) -> Any:
@@ -82,13 +104,17 @@ __all__ = [
     "ChannelEmpty",
     "ChannelError",
     "ChannelFull",
+    "Completion",
     "Mutex",
     "Runtime",
     "TaskHandle",
     "channel_demo",
+    "completion",
     "concurrent_tasks",
     "configure",
+    "get_include",
     "get_runtime",
+    "run_native",
     "shared_counter_demo",
     "sleep",
     "spawn_background",

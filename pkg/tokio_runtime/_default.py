@@ -16,7 +16,7 @@ import threading
 from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
-from . import _runtime, _task, _time
+from . import _promise, _runtime, _task, _time
 from ._dispatch import Ports
 from ._runtime import Runtime, ports_of
 from ._validate import check_thread_name, check_worker_threads
@@ -142,6 +142,16 @@ def spawn_background(
     :class:`TaskHandle` at once.  Needs a running asyncio loop.
     """
     return _task.spawn_background(_default_ports_or_build(), count, interval, on_tick)
+
+
+def run_native(fn: Any, arg: Any = None) -> asyncio.Future[int]:
+    """Run a C function on the default runtime's workers; see :meth:`Runtime.run_native`."""
+    return _promise.run_native(_default_ports_or_build(), fn, arg)
+
+
+def completion() -> _promise.Completion:
+    """A :class:`Completion` on the default runtime; see :meth:`Runtime.completion`."""
+    return _promise.Completion(_default_ports_or_build())
 
 
 def _after_fork_in_child() -> None:

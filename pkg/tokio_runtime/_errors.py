@@ -18,6 +18,7 @@ _STATUS_ERRORS: dict[int, Callable[[], BaseException]] = {
     lib.TR_ESHUTDOWN: lambda: RuntimeError("tokio_runtime: the runtime is shut down"),
     lib.TR_ECLOSED: lambda: RuntimeError("tokio_runtime: closed"),
     lib.TR_TIMEDOUT: TimeoutError,
+    lib.TR_EDONE: lambda: RuntimeError("tokio_runtime: already completed"),
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
-from . import _task, _time
+from . import _promise, _task, _time
 from ._dispatch import Ports, start_dispatcher
 from ._errors import status_error
 from ._lifetime import owned
@@ -100,6 +100,32 @@ class Runtime:
     ) -> _task.TaskHandle:
         """Start a detached native ticker; see :func:`spawn_background`."""
         return _task.spawn_background(self._ports, count, interval, on_tick)
+
+    def run_native(self, fn: Any, arg: Any = None) -> asyncio.Future[int]:
+        """Run the C function ``fn(arg, cancelled)`` on a worker thread.
+
+        ``fn`` is a cffi function pointer of the signature
+        ``int64_t fn(void *arg, const volatile int *cancelled)`` (from your
+        own cffi module, or ``ffi.cast``); ``arg`` is ``None`` (NULL), a
+        cffi pointer or a buffer (``bytearray``, ``memoryview``...), kept
+        alive until ``fn`` has returned.  ``fn`` runs without the GIL; the
+        returned future resolves to its ``int64_t`` result.
+
+        Workers run functions in FIFO order, as many at once as there are
+        worker threads; the rest wait (``stats()``: ``native_queued``,
+        ``native_running``).  Cancelled before a worker took it, ``fn``
+        never runs.  Cancelled while it runs, ``*cancelled`` becomes
+        non-zero (poll it to stop early) and its result is discarded.  At
+        shutdown the same happens, and the shutdown waits for running
+        functions to return.  ``TypeError``/``ValueError`` for a bad ``fn``
+        or ``arg`` (a NULL pointer, another signature), before anything
+        runs.  Needs a running asyncio loop.
+        """
+        return _promise.run_native(self._ports, fn, arg)
+
+    def completion(self) -> _promise.Completion:
+        """A :class:`Completion` for C code to complete, on the running loop."""
+        return _promise.Completion(self._ports)
 
     def _check_not_forked(self) -> None:
         if self._state == _FORKED or self._pid != os.getpid():
