@@ -26,7 +26,7 @@ PKG = ROOT / "pkg" / "tokio_runtime"
 
 #: Headers every layer may include: the public API (it declares, it does not
 #: depend), and libev's and the system's through <...> (not matched below).
-C_ALWAYS = {"tokio_runtime"}
+C_ALWAYS = {"tokio_runtime", "tokio_runtime_capi"}
 #: Modules that are not part of the package's layering (generated).
 PY_EXTERNAL = {"_native"}
 

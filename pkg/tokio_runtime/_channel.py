@@ -69,6 +69,22 @@ _NULL = ffi.NULL
 _waiters = lib.tr_channel_waiting
 _RECV = lib.TR_RECV
 _SEND = lib.TR_SEND
+#: Value items (see tokio_runtime.h, "values"): keys from bit 63 up are not
+#: keys of ``_items`` but ints and bytes that C senders and receivers
+#: understand.  Ints in [-2**61, 2**61) are encoded here, in Python; other
+#: int64s and bytes are boxed by C.
+_VALUE = 1 << 63
+_BOXED = 3 << 62
+_PAYLOAD = (1 << 62) - 1
+_SIGN = 1 << 61
+_I64 = 1 << 63
+_ITEM_INT = lib.TR_ITEM_INT
+_ITEMS_KEYS = lib.TR_ITEMS_KEYS
+_ITEMS_INTS = lib.TR_ITEMS_INTS
+_item_int = lib.tr_item_int
+_item_bytes = lib.tr_item_bytes
+_item_free = lib.tr_item_free
+_took = lib.tr_channel_took_value
 #: Run an iterator to its end in C (for map() over a dict method).
 _consume: Callable[[Iterable[Any]], None] = collections.deque(maxlen=0).extend
 
@@ -112,6 +128,14 @@ class Channel(Generic[T]):
     * A coroutine woken by a send or a receive on its own loop runs in the
       same or the next loop iteration, as with ``asyncio.Queue``; one on
       another loop or thread is woken directly by the caller's thread.
+    * ``int`` (64-bit: from -2**63 to 2**63-1) and ``bytes`` items travel
+      as native *values*, so C code using the C API (``tokio_runtime_capi.h``)
+      can send and receive them on the same channel, mixed with Python
+      senders and receivers, in one FIFO order.  A receiver gets an equal
+      ``int`` or ``bytes`` (not the same object).  Other objects (``bool``,
+      ``int`` subclasses, ``bytearray``, anything else) travel as themselves;
+      a C receiver that finds one first gets ``TR_ETYPE`` and leaves it for
+      a Python receiver.
 
     ``runtime`` is the runtime whose ports wake waiting coroutines (default:
     the default runtime, looked up at the first wait).  If it is shut down,
@@ -172,17 +196,40 @@ class Channel(Generic[T]):
             return TimeoutError(f"{what}() timed out")
         return status_error(rc)
 
+    def _key(self, item: Any) -> int:
+        """The ring item for ``item``: a value, or a new key of ``_items``.
+
+        (The hot paths encode small ints inline before calling this.)
+        """
+        cls = item.__class__
+        if cls is int and -_I64 <= item < _I64:
+            key = _item_int(item)
+        elif cls is bytes:
+            key = _item_bytes(item, len(item))
+        else:
+            key = self._next_key()
+            self._items[key] = item
+            return key
+        if not key:
+            raise MemoryError("tokio_runtime: no memory for a channel value")
+        return key
+
     def _unsend(self, key: int) -> None:
-        """After any exception in a send: drop the object unless its key went in."""
+        """After any exception in a send: undo it unless the item went in."""
         if key and not lib.tr_channel_sent(self._ptr, key):
-            self._items.pop(key, None)
+            if key < _VALUE:
+                self._items.pop(key, None)
+            else:
+                _item_free(key)  # a boxed value that never got in (inline: nothing)
 
     def try_send(self, item: T) -> None:
         """Queue ``item`` now, or raise ``ChannelFull``/``ChannelClosed``."""
         key = 0
         try:
-            key = self._next_key()
-            self._items[key] = item
+            if item.__class__ is int and -_SIGN <= item < _SIGN:
+                key = _VALUE | (item & _PAYLOAD)
+            else:
+                key = self._key(item)
             if self._waiting and _waiters(self._ptr, _RECV):
                 rc = call_waking(_try_send, self._ptr, key)
             else:
@@ -202,8 +249,10 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            key = self._next_key()
-            self._items[key] = item
+            if item.__class__ is int and -_SIGN <= item < _SIGN:
+                key = _VALUE | (item & _PAYLOAD)
+            else:
+                key = self._key(item)
             while True:
                 if self._waiting and _waiters(ptr, _RECV):
                     rc = call_waking(_try_send, ptr, key)
@@ -231,8 +280,10 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            key = self._next_key()
-            self._items[key] = item
+            if item.__class__ is int and -_SIGN <= item < _SIGN:
+                key = _VALUE | (item & _PAYLOAD)
+            else:
+                key = self._key(item)
             if self._waiting and _waiters(ptr, _RECV):
                 rc = call_waking(_try_send, ptr, key)
             else:
@@ -263,24 +314,51 @@ class Channel(Generic[T]):
             return TimeoutError(f"{what}() timed out")
         return status_error(rc)
 
-    def _untake(self, item: Any) -> None:
+    def _untake(self, item: Any, key: int) -> None:
         """After any exception in a receive: put back what it took.
 
-        C's receipt names the key this thread last took from the channel.  If
-        its object is still in the dict, the receive had not got to it: the
-        key goes back.  If not, the object is ``item`` (the receive deleted
-        it only after reading it), unless the receipt is an old one from a
-        receive that returned normally (then ``item`` is ``_MISSING``).
+        ``key`` is the receive's local (0 or stale if it was not set yet),
+        ``item`` its object (``_MISSING`` if not read yet).  C's receipt names
+        the ring item this thread last took from the channel, unless the
+        receive got as far as ``tr_channel_took_value`` (which forgets it).
+
+        A key receipt: if its object is still in the dict, the receive had
+        not got to it: the key goes back.  If not, the object is ``item``
+        (the receive deleted it only after reading it), unless the receipt
+        is an old one from a receive that returned normally (then ``item``
+        is ``_MISSING``).  A value receipt is never old (every receive that
+        returns a value forgets its receipt first): the value goes back,
+        still whole (its box is freed only by ``tr_channel_took_value``).
+        No receipt, but ``item`` read from a value: that call ran, so the
+        object goes back as a new value.
         """
-        key = lib.tr_channel_taken(self._ptr)
-        if not key:
+        taken = lib.tr_channel_taken(self._ptr)
+        if not taken:
+            if item is not _MISSING and key >= _VALUE:
+                self._unget([self._key(item)])
             return
-        items = self._items
-        if key not in items:
-            if item is _MISSING:
-                return  # an old receipt: that receive returned its item
-            items[key] = item
-        self._unget([key])
+        if taken < _VALUE:
+            items = self._items
+            if taken not in items:
+                if item is _MISSING:
+                    return  # an old receipt: that receive returned its item
+                items[taken] = item
+        self._unget([taken])
+
+    @staticmethod
+    def _value(key: int) -> Any:
+        """The int or bytes of a value item; reads only (the box stays).
+
+        A receive then calls ``_took(ptr, key)`` itself, right after
+        storing the result in its own local, so that an interrupt between
+        any two steps leaves something ``_untake`` can tell apart.
+        """
+        if key & _BOXED != _BOXED:
+            return ((key & _PAYLOAD) ^ _SIGN) - _SIGN  # sign-extend 62 bits
+        if lib.tr_item_kind(key) == _ITEM_INT:
+            return lib.tr_item_get_int(key)
+        size = ffi.new("size_t *")
+        return ffi.buffer(lib.tr_item_get_bytes(key, size), size[0])[:]
 
     def _unget(self, keys: list[int]) -> None:
         rc = call_waking(lib.tr_channel_unget, self._ptr, keys, len(keys))
@@ -291,6 +369,7 @@ class Channel(Generic[T]):
         """Take the oldest item now, or raise ``ChannelEmpty``/``ChannelClosed``."""
         items = self._items
         item = _MISSING
+        key = 0
         try:
             if self._waiting and _waiters(self._ptr, _SEND):
                 key = call_waking(_take, self._ptr, _NO_KEY)
@@ -298,11 +377,15 @@ class Channel(Generic[T]):
                 key = _take(self._ptr, _NO_KEY, _NULL)
             if key == _NO_KEY:
                 key = self._recv_slow("try_recv")
+            if key >= _VALUE:
+                item = self._value(key)
+                _took(self._ptr, key)  # forget the receipt, free the box
+                return item
             item = items[key]
             del items[key]
             return item
         except BaseException:
-            self._untake(item)
+            self._untake(item, key)
             raise
 
     def _recv_slow(self, what: str) -> int:
@@ -321,6 +404,7 @@ class Channel(Generic[T]):
         """
         ptr, items = self._ptr, self._items
         item = _MISSING
+        key = 0
         try:
             while True:
                 if self._waiting and _waiters(ptr, _SEND):
@@ -333,11 +417,15 @@ class Channel(Generic[T]):
                     except ChannelEmpty:
                         await self._wait(lib.TR_RECV)
                         continue
+                if key >= _VALUE:
+                    item = self._value(key)
+                    _took(ptr, key)  # forget the receipt, free the box
+                    return item
                 item = items[key]
                 del items[key]
                 return item
         except BaseException:
-            self._untake(item)
+            self._untake(item, key)
             raise
 
     def recv_many(self, max_items: int) -> Coroutine[Any, Any, list[T]]:
@@ -356,9 +444,12 @@ class Channel(Generic[T]):
         chunk = min(want, self._cap, RECV_MANY_CHUNK)
         buf = ffi.new("uint64_t[]", chunk)
         count = ffi.new("size_t *")
+        done = ffi.new("int *")  # set by C when the values' boxes are freed
         wakes = wakes_buffer()
-        taken: list[int] = []  # keys out of the ring, in order
-        out: list[T] | None = None
+        taken: list[int] = []  # ring items taken, in order
+        base = 0  # len(taken) before the last C call (see the except clause)
+        kinds = 0
+        out: list[Any] | None = None
         try:
             while True:
                 count[0] = 0
@@ -370,35 +461,54 @@ class Channel(Generic[T]):
                 await self._wait(lib.TR_RECV)
             if rc != _OK:
                 raise self._recv_error(rc, "recv_many")
+            kinds = lib.tr_items_classify(buf, count[0])
             taken.extend(ffi.unpack(buf, count[0]))
             count[0] = 0
             # More than one chunk asked for and the last one came full: take
             # what else is there, without waiting.
             while len(taken) < want and len(taken) % chunk == 0:
                 n = min(chunk, want - len(taken))
+                base = len(taken)
                 rc = lib.tr_channel_recv_many(ptr, buf, n, count, wakes)
                 if wakes.n:
                     deliver_wakes(wakes)
                 if rc != _OK:
                     break
+                kinds |= lib.tr_items_classify(buf, count[0])
                 taken.extend(ffi.unpack(buf, count[0]))
                 got, count[0] = count[0], 0
                 if got < n:
                     break
-            # Read, then delete, each in one C-level call: an interrupt can
-            # land only between the two, where the handler below can undo.
-            out = list(map(items.__getitem__, taken))
-            _consume(map(items.__delitem__, taken))
-            return out
-        except BaseException:
-            # Every key taken goes back, in order, with its object.  (And
-            # this thread's take receipt is dropped: these keys go back here.)
+            if kinds == _ITEMS_KEYS:  # Python objects only
+                # Read, then delete, each in one C-level call: an interrupt
+                # can land only between the two, where the handler can undo.
+                out = list(map(items.__getitem__, taken))
+                _consume(map(items.__delitem__, taken))
+            elif kinds == _ITEMS_INTS:  # small ints only (from C or Python)
+                out = [((k & _PAYLOAD) ^ _SIGN) - _SIGN for k in taken]
+            else:
+                value = self._value
+                out = [items[k] if k < _VALUE else value(k) for k in taken]
+                _consume(map(items.__delitem__, [k for k in taken if k < _VALUE]))
+                boxed = [k for k in taken if k & _BOXED == _BOXED]
+                if boxed:
+                    lib.tr_items_free(boxed, len(boxed), done)
+            # Forget the take receipt: it may name a value (see _untake).
             lib.tr_channel_taken(ptr)
-            seen = set(taken)
-            keys = taken + [k for k in ffi.unpack(buf, count[0]) if k not in seen]
+            return out  # type: ignore[return-value]
+        except BaseException:
+            # Every item taken goes back, in order, with its object.  (And
+            # this thread's take receipt is dropped: these items go back here.)
+            lib.tr_channel_taken(ptr)
+            keys = list(taken)
+            if count[0] and len(taken) == base:  # a chunk taken, not yet moved to `taken`
+                keys += ffi.unpack(buf, count[0])
             if out is not None:
-                for k, v in zip(taken, out):
-                    items.setdefault(k, v)
+                for i, (k, v) in enumerate(zip(taken, out)):
+                    if k < _VALUE:
+                        items.setdefault(k, v)
+                    elif done[0] and k & _BOXED == _BOXED:  # its box is gone: a new one
+                        keys[i] = self._key(v)
             if keys:
                 self._unget(keys)
             raise
@@ -436,11 +546,15 @@ class Channel(Generic[T]):
             if rc != _OK:
                 raise self._recv_error(rc, "recv_blocking")
             key = out[0]
+            if key >= _VALUE:
+                item = self._value(key)
+                _took(self._ptr, key)  # forget the receipt, free the box
+                return item
             item = items[key]
             del items[key]
             return item
         except BaseException:
-            self._untake(item)
+            self._untake(item, out[0])
             raise
 
     def __aiter__(self) -> AsyncIterator[T]:
@@ -450,14 +564,19 @@ class Channel(Generic[T]):
         if not self._waiting:  # the common case: an item is there, nobody waits
             items = self._items
             item = _MISSING
+            key = 0
             try:
                 key = _take(self._ptr, _NO_KEY, _NULL)
                 if key != _NO_KEY:  # no second coroutine when an item is there
+                    if key >= _VALUE:
+                        item = self._value(key)
+                        _took(self._ptr, key)  # forget the receipt, free the box
+                        return item
                     item = items[key]
                     del items[key]
                     return item
             except BaseException:
-                self._untake(item)
+                self._untake(item, key)
                 raise
         try:
             return await self.recv()
