@@ -3,7 +3,7 @@
  * see pool.h for the threading rules).
  *
  * Producers append whole chains under one lock; workers take up to
- * TR__POOL_BATCH items per lock, so a burst of a million small items costs
+ * TR__POOL_BATCH items per lock (a solo item alone), so a burst of a million small items costs
  * thousands of lock round trips, not millions.
  */
 #include "pool.h"
@@ -35,7 +35,8 @@ static void *worker_main(void *arg) {
             return NULL;
         }
         tr__work_t *last = batch;
-        for (int i = 1; i < TR__POOL_BATCH && last->next; i++) last = last->next;
+        for (int i = 1; i < TR__POOL_BATCH && !last->solo && last->next && !last->next->solo; i++)
+            last = last->next;
         pool->head = last->next;
         if (!pool->head) pool->tail = NULL;
         last->next = NULL;

@@ -19,6 +19,11 @@ typedef struct tr__work tr__work_t;
 struct tr__work {
     tr__work_t *next;
     void (*run)(tr__work_t *w); /* runs on a worker; may free w */
+    /* A worker takes up to a batch of items per lock, but a solo item (a
+     * user's function, whose length nobody knows) alone: otherwise three
+     * long jobs queued together would run one after another on one worker
+     * while the others idle. */
+    bool solo;
 };
 
 typedef struct tr__pool {

@@ -245,6 +245,7 @@ int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg
     p->arg = arg;
     p->work.run = job_run;
     p->work.next = NULL;
+    p->work.solo = true;
     tr_promise_ref(p); /* the job's */
     atomic_fetch_add(&p->set->stats->native_queued, 1);
     if (!tr__pool_try_push(p->set->pool, &p->work, &p->work)) { /* the pool has quit */

@@ -54,7 +54,10 @@ def native_fn(fn: Any) -> Any:
     """Check ``fn`` and return it as a ``tr_native_fn`` (``TypeError``/``ValueError``)."""
     if not isinstance(fn, ffi.CData) or ffi.typeof(fn) not in _FN_TYPES:
         kind = ffi.typeof(fn) if isinstance(fn, ffi.CData) else type(fn).__name__
-        raise TypeError(f"fn must be a cffi function pointer '{SIGNATURE}', not {kind}")
+        raise TypeError(
+            f"fn must be a cffi function pointer '{SIGNATURE}', not {kind} "
+            "(a function of a cffi module's lib: pass ffi.addressof(lib, 'name'))"
+        )
     if fn == _NULL:
         raise ValueError("fn is a NULL function pointer")
     return ffi.cast(_FN, fn)
