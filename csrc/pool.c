@@ -3,8 +3,8 @@
  * see pool.h for the threading rules).
  *
  * Producers append whole chains under one lock; workers take up to
- * TR__POOL_BATCH items per lock (a solo item alone), so a burst of a million small items costs
- * thousands of lock round trips, not millions.
+ * TR__POOL_BATCH items per lock (a solo item alone), so a burst of a
+ * million small items costs thousands of lock round trips, not millions.
  */
 #include "pool.h"
 

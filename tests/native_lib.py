@@ -44,6 +44,24 @@ int promise_complete_bytes(uintptr_t handle, const char *data, size_t len);
 void promise_ref(uintptr_t handle);
 void promise_release(uintptr_t handle);
 int promise_flag(uintptr_t handle);
+
+/* A C thread sending count values (start, start+1, ...; as decimal bytes if
+ * as_bytes) into a channel handle it owns (released at the end). */
+typedef struct producer producer_t;
+producer_t *producer_start(uintptr_t channel, int64_t start, int64_t count, int as_bytes,
+                           double timeout, int close_at_end);
+int producer_join(producer_t *p, int64_t *sent);
+/* Receive values in C until the channel is closed and drained (or another
+ * status): returns that status; sums the ints, counts the items and bytes. */
+int consume(uintptr_t channel, double timeout, int64_t *sum, int64_t *items, int64_t *nbytes);
+int channel_recv_one(uintptr_t channel, double timeout, int64_t *value, int *kind);
+int channel_send_int(uintptr_t channel, int64_t value, double timeout);
+void channel_release(uintptr_t channel);
+/* Hold a mutex handle from a C thread for ms milliseconds. */
+typedef struct holder holder_t;
+holder_t *mutex_hold_start(uintptr_t mutex, int ms);
+int mutex_hold_join(holder_t *h);
+int mutex_holding(holder_t *h);
 """
 
 SOURCE = r"""
@@ -181,6 +199,132 @@ int promise_complete_bytes(uintptr_t h, const char *data, size_t len) {
 }
 void promise_ref(uintptr_t h) { api->promise_ref((tr_promise_t *)h); }
 void promise_release(uintptr_t h) { api->promise_release((tr_promise_t *)h); }
+typedef struct producer {
+    tr_channel_t *ch;
+    int64_t start, count, sent;
+    int as_bytes, close_at_end, rc;
+    double timeout;
+    pthread_t thread;
+} producer_t;
+
+static void *producer_main(void *arg) {
+    producer_t *p = arg;
+    p->rc = TR_OK;
+    for (int64_t i = 0; i < p->count; i++) {
+        int64_t v = p->start + i;
+        if (p->as_bytes) {
+            char buf[32];
+            int len = snprintf(buf, sizeof buf, "%lld", (long long)v);
+            p->rc = api->channel_send_bytes(p->ch, buf, (size_t)len, p->timeout);
+        } else {
+            p->rc = api->channel_send_int(p->ch, v, p->timeout);
+        }
+        if (p->rc != TR_OK) break;
+        p->sent++;
+    }
+    if (p->close_at_end) api->channel_close(p->ch);
+    api->channel_release(p->ch);
+    return NULL;
+}
+
+producer_t *producer_start(uintptr_t channel, int64_t start, int64_t count, int as_bytes,
+                           double timeout, int close_at_end) {
+    producer_t *p = calloc(1, sizeof *p);
+    p->ch = (tr_channel_t *)channel; /* the caller's reference becomes the thread's */
+    p->start = start;
+    p->count = count;
+    p->as_bytes = as_bytes;
+    p->timeout = timeout;
+    p->close_at_end = close_at_end;
+    pthread_create(&p->thread, NULL, producer_main, p);
+    return p;
+}
+
+int producer_join(producer_t *p, int64_t *sent) {
+    pthread_join(p->thread, NULL);
+    int rc = p->rc;
+    *sent = p->sent;
+    free(p);
+    return rc;
+}
+
+int consume(uintptr_t channel, double timeout, int64_t *sum, int64_t *items, int64_t *nbytes) {
+    tr_channel_t *ch = (tr_channel_t *)channel;
+    for (;;) {
+        uint64_t item;
+        int rc = api->channel_recv(ch, &item, timeout);
+        if (rc != TR_OK) return rc;
+        if (api->item_kind(item) == TR_ITEM_INT) {
+            *sum += api->item_int(item);
+        } else {
+            size_t len;
+            const void *data = api->item_bytes(item, &len);
+            if (!data) return -1;
+            *nbytes += (int64_t)len;
+        }
+        api->item_free(item);
+        (*items)++;
+    }
+}
+
+int channel_recv_one(uintptr_t channel, double timeout, int64_t *value, int *kind) {
+    uint64_t item;
+    int rc = api->channel_recv((tr_channel_t *)channel, &item, timeout);
+    if (rc != TR_OK) return rc;
+    *kind = api->item_kind(item);
+    *value = *kind == TR_ITEM_INT ? api->item_int(item) : 0;
+    if (*kind == TR_ITEM_BYTES) {
+        size_t len;
+        api->item_bytes(item, &len);
+        *value = (int64_t)len;
+    }
+    api->item_free(item);
+    return rc;
+}
+
+int channel_send_int(uintptr_t channel, int64_t value, double timeout) {
+    return api->channel_send_int((tr_channel_t *)channel, value, timeout);
+}
+
+void channel_release(uintptr_t channel) { api->channel_release((tr_channel_t *)channel); }
+
+typedef struct holder {
+    tr_mutex_t *m;
+    int ms, rc, holding;
+    pthread_t thread;
+} holder_t;
+
+static void *holder_main(void *arg) {
+    holder_t *h = arg;
+    uint64_t ticket = api->mutex_ticket();
+    h->rc = api->mutex_lock(h->m, -1.0, ticket);
+    if (h->rc == TR_OK) {
+        __atomic_store_n(&h->holding, 1, __ATOMIC_SEQ_CST);
+        nap_us((long)h->ms * 1000);
+        __atomic_store_n(&h->holding, 0, __ATOMIC_SEQ_CST);
+        h->rc = api->mutex_unlock(h->m, ticket);
+    }
+    api->mutex_release(h->m);
+    return NULL;
+}
+
+holder_t *mutex_hold_start(uintptr_t mutex, int ms) {
+    holder_t *h = calloc(1, sizeof *h);
+    h->m = (tr_mutex_t *)mutex;
+    h->ms = ms;
+    pthread_create(&h->thread, NULL, holder_main, h);
+    return h;
+}
+
+int mutex_holding(holder_t *h) { return __atomic_load_n(&h->holding, __ATOMIC_SEQ_CST); }
+
+int mutex_hold_join(holder_t *h) {
+    pthread_join(h->thread, NULL);
+    int rc = h->rc;
+    free(h);
+    return rc;
+}
+
 int promise_flag(uintptr_t h) {
     return __atomic_load_n((const int *)api->promise_cancel_flag((tr_promise_t *)h),
                            __ATOMIC_RELAXED);
