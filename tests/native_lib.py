@@ -332,7 +332,7 @@ int promise_flag(uintptr_t h) {
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load():
     """Build (once per process) and import the module; return (ffi, lib)."""
     from tokio_runtime._native import ffi as tr_ffi

@@ -138,9 +138,10 @@ async def test_functions_run_concurrently_on_the_pool():
     with Runtime(worker_threads=3) as rt:
         ms = nffi.new("int64_t *", 150)
         start = time.monotonic()
-        assert await asyncio.gather(*(rt.run_native(fn("sleep_ms"), ms) for _ in range(3))) == [
-            150
-        ] * 3
+        assert (
+            await asyncio.gather(*(rt.run_native(fn("sleep_ms"), ms) for _ in range(3)))
+            == [150] * 3
+        )
         # Three 150 ms functions on three workers: well under 3 x 150 ms.
         assert time.monotonic() - start < 0.40
 

@@ -27,10 +27,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._capi import _C_API
     from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelError, ChannelFull
-    from ._default import configure, get_runtime, sleep, spawn_background, timeout
-    from ._default import completion, run_native
+    from ._default import (
+        completion,
+        configure,
+        get_runtime,
+        run_native,
+        sleep,
+        spawn_background,
+        timeout,
+    )
     from ._mutex import Mutex
     from ._promise import Completion
     from ._runtime import Runtime
