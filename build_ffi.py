@@ -62,6 +62,7 @@ KEEP_GIL = frozenset(
         "tr_channel_waiting",
         "tr_item_bytes",
         "tr_item_free",
+        "tr_item_free_unsent",
         "tr_item_get_bytes",
         "tr_item_get_int",
         "tr_item_int",

@@ -137,6 +137,7 @@ static int put_locked(tr_channel_t *ch, uint64_t item, tr__wakelist_t *wl) {
     int rc = ring_put(ch, item);
     if (rc != TR_OK) return rc;
     last_put = (receipt){ch, item};
+    tr__item_sent(item);
     tr__waitq_wake_one(&ch->recvq, wl);
     return TR_OK;
 }

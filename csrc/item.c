@@ -18,6 +18,10 @@ typedef struct tr__box {
 
 static tr__box_t *box_of(uint64_t item) { return (tr__box_t *)(uintptr_t)(item & TR__ITEM_PAYLOAD); }
 
+/* The last box this thread made that is neither sent nor freed yet (0: none):
+ * see tr_item_free_unsent. */
+static _Thread_local uint64_t unsent;
+
 /* 0 when out of memory, or when malloc returned an address the encoding
  * cannot hold (never on the 64-bit platforms we build for: user space ends
  * far below 2**62). */
@@ -28,7 +32,8 @@ static uint64_t box_item(tr__box_t *box) {
         free(box);
         return 0;
     }
-    return TR__ITEM_BOXED | bits;
+    unsent = TR__ITEM_BOXED | bits;
+    return unsent;
 }
 
 uint64_t tr_item_int(int64_t value) {
@@ -87,7 +92,20 @@ const void *tr_item_get_bytes(uint64_t item, size_t *len) {
 }
 
 void tr_item_free(uint64_t item) {
-    if (tr__item_is_boxed(item)) free(box_of(item));
+    if (!tr__item_is_boxed(item)) return;
+    if (item == unsent) unsent = 0;
+    free(box_of(item));
+}
+
+void tr__item_sent(uint64_t item) {
+    if (item == unsent) unsent = 0;
+}
+
+int tr_item_free_unsent(void) {
+    uint64_t item = unsent;
+    if (!item) return 0;
+    tr_item_free(item);
+    return 1;
 }
 
 int tr_items_classify(const uint64_t *items, size_t n) {

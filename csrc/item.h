@@ -34,4 +34,8 @@ static inline bool tr__item_is_boxed(uint64_t item) {
     return (item & TR__ITEM_BOXED) == TR__ITEM_BOXED;
 }
 
+/* A channel accepted item: if it is this thread's unsent box, it is not
+ * any more (tr_item_free_unsent).  Calling thread. */
+void tr__item_sent(uint64_t item);
+
 #endif /* TR_ITEM_H */

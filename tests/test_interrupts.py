@@ -56,6 +56,15 @@ _CALLS = {dis.opmap[n] for n in ("CALL", "CALL_FUNCTION_EX") if n in dis.opmap}
 _RETURN_VALUE = dis.opmap["RETURN_VALUE"]
 
 
+def _under_gc_callback(frame) -> bool:
+    """Whether frame runs inside a port's loop-collected weakref callback."""
+    while frame is not None:
+        if frame.f_code.co_name == "loop_collected":
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Injector:
     """Raise ``KeyboardInterrupt`` at the k-th point where a signal can land.
 
@@ -90,6 +99,11 @@ class Injector:
             # an object, at any point of any code: an exception there is
             # "unraisable" and costs at most one native reference (a leak,
             # never a corrupted channel or lock); not what is tested here.
+            return None
+        if _under_gc_callback(frame):
+            # Likewise a loop's weakref callback (its port closing when the
+            # collector frees a loop an earlier trial dropped): it runs at
+            # any point too, and an exception there is unraisable.
             return None
         frame.f_trace_opcodes = True
         if frame.f_code is self.target:

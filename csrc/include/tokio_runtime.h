@@ -395,6 +395,11 @@ int64_t tr_item_get_int(uint64_t item);
 const void *tr_item_get_bytes(uint64_t item, size_t *len);
 /* Free a value item's box (nothing for an inline int or an opaque key). */
 void tr_item_free(uint64_t item);
+/* For a sender interrupted between making a boxed item and learning it (a
+ * Python exception right after tr_item_int/_bytes returned): each thread
+ * remembers the last box it made until a channel accepts it or it is freed;
+ * this frees that box, if any, and returns 1 (else 0).  Calling thread. */
+int tr_item_free_unsent(void);
 /* For a batch receiver (the shim's recv_many): which kinds items[0..n)
  * holds, as TR_ITEMS_* bits. */
 enum { TR_ITEMS_KEYS = 1, TR_ITEMS_INTS = 2, TR_ITEMS_BOXED = 4 };

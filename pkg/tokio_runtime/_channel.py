@@ -199,24 +199,39 @@ class Channel(Generic[T]):
     def _key(self, item: Any) -> int:
         """The ring item for ``item``: a value, or a new key of ``_items``.
 
-        (The hot paths encode small ints inline before calling this.)
+        For the put-back paths; the sends inline this (see ``_box``).
         """
         cls = item.__class__
-        if cls is int and -_I64 <= item < _I64:
-            key = _item_int(item)
-        elif cls is bytes:
-            key = _item_bytes(item, len(item))
-        else:
-            key = self._next_key()
-            self._items[key] = item
-            return key
-        if not key:
-            raise MemoryError("tokio_runtime: no memory for a channel value")
+        if cls is int and -_SIGN <= item < _SIGN:
+            return _VALUE | (item & _PAYLOAD)
+        if cls is bytes or (cls is int and -_I64 <= item < _I64):
+            return self._box(item)
+        key = self._next_key()
+        self._items[key] = item
         return key
 
+    @staticmethod
+    def _box(item: Any) -> int:
+        """A boxed value for ``bytes`` or an int64 outside the inline range.
+
+        C remembers the box as this thread's unsent one until a channel
+        takes it, so a send interrupted before it even stored the key frees
+        it (``_unsend(0)``).
+        """
+        key = _item_bytes(item, len(item)) if item.__class__ is bytes else _item_int(item)
+        if not key:
+            raise MemoryError("tokio_runtime: no memory for a channel value")
+        return key  # type: ignore[no-any-return]
+
     def _unsend(self, key: int) -> None:
-        """After any exception in a send: undo it unless the item went in."""
-        if key and not lib.tr_channel_sent(self._ptr, key):
+        """After any exception in a send: undo it unless the item went in.
+
+        ``key`` is 0 if the send had not stored it: then only a box made
+        for it may be left (a dict key is stored before its object goes in).
+        """
+        if not key:
+            lib.tr_item_free_unsent()
+        elif not lib.tr_channel_sent(self._ptr, key):
             if key < _VALUE:
                 self._items.pop(key, None)
             else:
@@ -226,10 +241,14 @@ class Channel(Generic[T]):
         """Queue ``item`` now, or raise ``ChannelFull``/``ChannelClosed``."""
         key = 0
         try:
-            if item.__class__ is int and -_SIGN <= item < _SIGN:
+            cls = item.__class__
+            if cls is int and -_SIGN <= item < _SIGN:
                 key = _VALUE | (item & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
+                key = self._box(item)
             else:
-                key = self._key(item)
+                key = self._next_key()
+                self._items[key] = item
             if self._waiting and _waiters(self._ptr, _RECV):
                 rc = call_waking(_try_send, self._ptr, key)
             else:
@@ -249,10 +268,14 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            if item.__class__ is int and -_SIGN <= item < _SIGN:
+            cls = item.__class__
+            if cls is int and -_SIGN <= item < _SIGN:
                 key = _VALUE | (item & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
+                key = self._box(item)
             else:
-                key = self._key(item)
+                key = self._next_key()
+                self._items[key] = item
             while True:
                 if self._waiting and _waiters(ptr, _RECV):
                     rc = call_waking(_try_send, ptr, key)
@@ -280,10 +303,14 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            if item.__class__ is int and -_SIGN <= item < _SIGN:
+            cls = item.__class__
+            if cls is int and -_SIGN <= item < _SIGN:
                 key = _VALUE | (item & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
+                key = self._box(item)
             else:
-                key = self._key(item)
+                key = self._next_key()
+                self._items[key] = item
             if self._waiting and _waiters(ptr, _RECV):
                 rc = call_waking(_try_send, ptr, key)
             else:

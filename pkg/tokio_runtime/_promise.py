@@ -116,7 +116,9 @@ class PromiseFuture(NativeFuture):
             self.set_exception(status_error(status))
 
     def _tr_abort(self, loop_alive: bool) -> None:
-        lib.tr_promise_cancel(self._tr_promise)
+        # At shutdown C has cancelled the promise already (TR_ESHUTDOWN);
+        # when the loop is gone, closing its port does (TR_ECLOSED): either
+        # way C code completing it later learns why.  Not cancelled here.
         if self._tr_keep is not None and not lib.tr_promise_settled(self._tr_promise):
             _orphans.append((self._tr_promise, self._tr_keep))
         if loop_alive and not self.done():
