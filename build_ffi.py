@@ -90,6 +90,7 @@ KEEP_GIL = frozenset(
         "tr_promise_release",
         "tr_promise_run",
         "tr_promise_settled",
+        "tr_promise_submit",
         "tr_promise_state",
         "tr_port_defer_wake",
         "tr_port_stalled",

@@ -44,6 +44,7 @@ struct tr_promise {
     unsigned char *bytes;   /* a byte result (owned), or NULL */
     size_t len;
     /* the job */
+    tr__msg_t msg;          /* tr_promise_submit: to the loop thread, then the pool */
     tr__work_t work;
     tr_native_fn fn;
     void *arg;
@@ -231,7 +232,15 @@ static void job_run(tr__work_t *w) { /* a worker */
     tr_promise_release(p);
 }
 
-int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
+/* Loop thread: a submitted job joins this iteration's batch for the pool. */
+static void job_forward(tr__msg_t *msg, void *ctx) {
+    tr__opset_t *set = ctx;
+    tr_promise_t *p = TR__CONTAINER_OF(msg, tr_promise_t, msg);
+    tr__workbatch_add(&set->outbox, &p->work);
+}
+
+/* Take the job's hold and reference and set it up; TR_OK or why not. */
+static int job_prepare(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
     if (!p || !fn) return TR_EINVAL;
     if (rt && tr__opset_of(rt) != p->set) return TR_EINVAL; /* a promise of another runtime */
     if (atomic_exchange(&p->has_job, true)) return TR_EINVAL; /* one job per promise */
@@ -248,13 +257,37 @@ int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg
     p->work.solo = true;
     tr_promise_ref(p); /* the job's */
     atomic_fetch_add(&p->set->stats->native_queued, 1);
-    if (!tr__pool_try_push(p->set->pool, &p->work, &p->work)) { /* the pool has quit */
-        atomic_fetch_sub(&p->set->stats->native_queued, 1);
-        cancel(p, TR_ESHUTDOWN);
-        drop_hold(p);
-        tr_promise_release(p);
-        return TR_ESHUTDOWN;
+    return TR_OK;
+}
+
+/* The job could not be queued: the runtime has stopped. */
+static int job_refused(tr_promise_t *p) {
+    atomic_fetch_sub(&p->set->stats->native_queued, 1);
+    cancel(p, TR_ESHUTDOWN);
+    drop_hold(p);
+    tr_promise_release(p);
+    return TR_ESHUTDOWN;
+}
+
+int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
+    int rc = job_prepare(rt, p, fn, arg);
+    if (rc != TR_OK) return rc;
+    if (!tr__pool_try_push(p->set->pool, &p->work, &p->work)) return job_refused(p);
+    return TR_OK;
+}
+
+int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg) {
+    int rc = job_prepare(NULL, p, fn, arg);
+    if (rc != TR_OK) return rc;
+    tr__inbox_t *inbox = p->set->inbox;
+    p->msg.run = job_forward;
+    if (!tr__inbox_lock_running(inbox)) {
+        tr__inbox_unlock(inbox);
+        return job_refused(p);
     }
+    tr__inbox_enqueue_locked(inbox, &p->msg,
+                             atomic_load_explicit(&p->port->defer_wake, memory_order_relaxed));
+    tr__inbox_unlock(inbox);
     return TR_OK;
 }
 

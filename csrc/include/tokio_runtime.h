@@ -496,6 +496,13 @@ const void *tr_promise_bytes(const tr_promise_t *p, size_t *len);
  * run).  A shutdown cancels running jobs (flag set) and waits for their
  * functions to return. */
 int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg);
+/* tr_promise_run for a port's consumer submitting many jobs in a burst (the
+ * Python shim's run_native): the job goes to the pool through the runtime's
+ * loop thread, with the consumer's other submissions, in one batch per
+ * loop iteration: one wake-up of the workers for a thousand jobs instead of
+ * one each.  If the port defers wake-ups (tr_port_defer_wake), the caller
+ * must call tr_runtime_kick soon after.  Returns as tr_promise_run. */
+int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg);
 
 /* The public C API table for other extensions (tokio_runtime_capi.h), as an
  * address: the Python package wraps it in a capsule. */

@@ -198,6 +198,12 @@ class Port:
             loop.call_soon(self._kick)
         return token
 
+    def kick_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the runtime's loop thread at the end of this turn (see start())."""
+        if not self.kick_pending:
+            self.kick_pending = True
+            loop.call_soon(self._kick)
+
     def submit(
         self,
         loop: asyncio.AbstractEventLoop,

@@ -50,8 +50,20 @@ SIGNATURE = "int64_t fn(void *arg, const volatile int *cancelled)"
 _orphans: list[tuple[Any, Any]] = []
 
 
+#: Function pointers already checked (cdata hash and compare by address):
+#: most programs run a handful of functions many times.
+_checked: dict[Any, Any] = {}
+_CHECKED_MAX = 256
+
+
 def native_fn(fn: Any) -> Any:
     """Check ``fn`` and return it as a ``tr_native_fn`` (``TypeError``/``ValueError``)."""
+    try:
+        c_fn = _checked.get(fn)
+    except TypeError:  # unhashable: not a cdata anyway
+        c_fn = None
+    if c_fn is not None:
+        return c_fn
     if not isinstance(fn, ffi.CData) or ffi.typeof(fn) not in _FN_TYPES:
         kind = ffi.typeof(fn) if isinstance(fn, ffi.CData) else type(fn).__name__
         raise TypeError(
@@ -60,7 +72,11 @@ def native_fn(fn: Any) -> Any:
         )
     if fn == _NULL:
         raise ValueError("fn is a NULL function pointer")
-    return ffi.cast(_FN, fn)
+    c_fn = ffi.cast(_FN, fn)
+    if len(_checked) >= _CHECKED_MAX:
+        _checked.clear()
+    _checked[fn] = c_fn
+    return c_fn
 
 
 def native_arg(arg: Any) -> Any:
@@ -128,7 +144,9 @@ class PromiseFuture(NativeFuture):
 def _new_promise(ports: Ports, keep: Any) -> tuple[PromiseFuture, Any]:
     """A pending promise on the running loop's port, and its registered future."""
     loop = asyncio.get_running_loop()
-    port: Port = ports.port_for(loop)
+    port: Port | None = ports.by_loop_id.get(id(loop))
+    if port is None or port.closed:
+        port = ports.port_for(loop)
     token = port.next_token()
     out = ffi.new("tr_promise_t **")
     rc = lib.tr_promise_new(port.rt_ptr, port.ptr, token, out)
@@ -152,12 +170,17 @@ def run_native(ports: Ports, fn: Any, arg: Any = None) -> asyncio.Future[int]:
     c_arg = native_arg(arg)
     _sweep_orphans()
     fut, promise = _new_promise(ports, (fn, arg, c_arg))
-    rc = lib.tr_promise_run(_NULL, promise, c_fn, c_arg)
+    port = fut._tr_port
+    # Through the loop thread, batched: the workers are woken once per
+    # asyncio turn (at the port's kick), not once per function.
+    rc = lib.tr_promise_submit(promise, c_fn, c_arg)
     if rc != _OK:  # the runtime stopped in between: nothing will run
-        fut._tr_port.pending.pop(fut._tr_token, None)
+        port.pending.pop(fut._tr_token, None)
         lib.tr_promise_cancel(promise)
-        fut._tr_port.check(rc)
+        port.check(rc)
         raise status_error(rc)
+    if not port.kick_pending:
+        port.kick_soon(fut.get_loop())
     return fut
 
 
