@@ -54,9 +54,9 @@ def export(obj: Any, kind: str) -> int:
         raise TypeError(f"expected a tokio_runtime.{cls.__name__}, not '{type(obj).__name__}'")
     if isinstance(obj, Completion):
         return obj.native_ref()
-    ptr = obj._ptr
     if isinstance(obj, Channel):
-        lib.tr_channel_ref(ptr)
-    else:
-        lib.tr_mutex_ref(ptr)
-    return int(ffi.cast("uintptr_t", ptr))
+        lib.tr_channel_ref(obj._ptr)
+        return int(ffi.cast("uintptr_t", obj._ptr))
+    assert isinstance(obj, Mutex)
+    lib.tr_mutex_ref(obj._ptr)
+    return int(ffi.cast("uintptr_t", obj._ptr))

@@ -203,7 +203,7 @@ class Channel(Generic[T]):
         """
         cls = item.__class__
         if cls is int and -_SIGN <= item < _SIGN:
-            return _VALUE | (item & _PAYLOAD)
+            return int(_VALUE | (item & _PAYLOAD))
         if cls is bytes or (cls is int and -_I64 <= item < _I64):
             return self._box(item)
         key = self._next_key()
@@ -241,11 +241,12 @@ class Channel(Generic[T]):
         """Queue ``item`` now, or raise ``ChannelFull``/``ChannelClosed``."""
         key = 0
         try:
-            cls = item.__class__
-            if cls is int and -_SIGN <= item < _SIGN:
-                key = _VALUE | (item & _PAYLOAD)
-            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
-                key = self._box(item)
+            v: Any = item  # (typed: its class is tested, not its type)
+            cls = v.__class__
+            if cls is int and -_SIGN <= v < _SIGN:
+                key = _VALUE | (v & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
+                key = self._box(v)
             else:
                 key = self._next_key()
                 self._items[key] = item
@@ -268,11 +269,12 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            cls = item.__class__
-            if cls is int and -_SIGN <= item < _SIGN:
-                key = _VALUE | (item & _PAYLOAD)
-            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
-                key = self._box(item)
+            v: Any = item  # (typed: its class is tested, not its type)
+            cls = v.__class__
+            if cls is int and -_SIGN <= v < _SIGN:
+                key = _VALUE | (v & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
+                key = self._box(v)
             else:
                 key = self._next_key()
                 self._items[key] = item
@@ -303,11 +305,12 @@ class Channel(Generic[T]):
         ptr = self._ptr
         key = 0
         try:
-            cls = item.__class__
-            if cls is int and -_SIGN <= item < _SIGN:
-                key = _VALUE | (item & _PAYLOAD)
-            elif cls is bytes or (cls is int and -_I64 <= item < _I64):
-                key = self._box(item)
+            v: Any = item  # (typed: its class is tested, not its type)
+            cls = v.__class__
+            if cls is int and -_SIGN <= v < _SIGN:
+                key = _VALUE | (v & _PAYLOAD)
+            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
+                key = self._box(v)
             else:
                 key = self._next_key()
                 self._items[key] = item
@@ -372,20 +375,22 @@ class Channel(Generic[T]):
                 items[taken] = item
         self._unget([taken])
 
-    @staticmethod
-    def _value(key: int) -> Any:
+    def _value(self, key: int) -> T:
         """The int or bytes of a value item; reads only (the box stays).
 
         A receive then calls ``_took(ptr, key)`` itself, right after
         storing the result in its own local, so that an interrupt between
         any two steps leaves something ``_untake`` can tell apart.
         """
+        value: Any
         if key & _BOXED != _BOXED:
-            return ((key & _PAYLOAD) ^ _SIGN) - _SIGN  # sign-extend 62 bits
-        if lib.tr_item_kind(key) == _ITEM_INT:
-            return lib.tr_item_get_int(key)
-        size = ffi.new("size_t *")
-        return ffi.buffer(lib.tr_item_get_bytes(key, size), size[0])[:]
+            value = ((key & _PAYLOAD) ^ _SIGN) - _SIGN  # sign-extend 62 bits
+        elif lib.tr_item_kind(key) == _ITEM_INT:
+            value = lib.tr_item_get_int(key)
+        else:
+            size = ffi.new("size_t *")
+            value = ffi.buffer(lib.tr_item_get_bytes(key, size), size[0])[:]
+        return value  # type: ignore[no-any-return]  # an int or bytes: what was sent
 
     def _unget(self, keys: list[int]) -> None:
         rc = call_waking(lib.tr_channel_unget, self._ptr, keys, len(keys))
@@ -522,7 +527,7 @@ class Channel(Generic[T]):
                     lib.tr_items_free(boxed, len(boxed), done)
             # Forget the take receipt: it may name a value (see _untake).
             lib.tr_channel_taken(ptr)
-            return out  # type: ignore[return-value]
+            return out
         except BaseException:
             # Every item taken goes back, in order, with its object.  (And
             # this thread's take receipt is dropped: these items go back here.)
