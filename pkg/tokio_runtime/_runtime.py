@@ -140,9 +140,12 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         """Counters of the native side, and the configuration.
 
-        ``pending`` (operations and channel/mutex waits in flight: 0 when
-        nothing is), ``submitted``, ``completed``, ``cancelled``, ``live_ops``
-        (native operation objects not yet freed), ``waiters``, ``ports``,
+        ``pending`` (operations, promises and channel/mutex waits in flight:
+        0 when nothing is), ``submitted``, ``completed``, ``cancelled``,
+        ``live_ops`` (native operation objects not yet freed), ``promises``
+        (native promises not yet freed), ``native_queued`` and
+        ``native_running`` (:meth:`run_native` functions waiting for a
+        worker, and running), ``waiters``, ``ports``,
         ``worker_threads``, ``thread_name`` and ``running``.  Safe from any
         thread; still works after :meth:`shutdown` (the final counters).
 
