@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from helpers import JOIN
@@ -386,3 +390,44 @@ async def test_a_million_completions_from_a_c_thread_exactly_once():
     stats = rt.stats()
     assert stats["promises"] == base_promises
     assert stats["pending"] == 0
+
+
+# ---- exit -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn_name", ["spin_until_cancelled", "sleep_ms"])
+def test_interpreter_exit_while_functions_run(fn_name):
+    """Exit with native functions running and queued: clean, silent, bounded.
+
+    ``spin_until_cancelled`` sees its flag at shutdown; ``sleep_ms`` ignores
+    it and the exit waits for it to return (300 ms).
+    """
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import native_lib
+        import tokio_runtime
+        nffi, nlib = native_lib.load()
+
+        async def main():
+            probe = nffi.new("probe_t *")
+            ms = nffi.new("int64_t *", 300)
+            arg = probe if {fn_name!r} == "spin_until_cancelled" else ms
+            fn = nffi.addressof(nlib, {fn_name!r})
+            futs = [tokio_runtime.run_native(fn, arg) for _ in range(10)]
+            await asyncio.sleep(0.05)
+            print("running", tokio_runtime.get_runtime().stats()["native_running"], flush=True)
+            sys.exit(0)  # with the functions still running and queued
+
+        asyncio.run(main())
+        """
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "running" and int(proc.stdout.split()[1]) >= 1
+    assert proc.stderr == ""
+    assert time.monotonic() - start < 30

@@ -169,16 +169,25 @@ def run_native(ports: Ports, fn: Any, arg: Any = None) -> asyncio.Future[int]:
     c_fn = native_fn(fn)
     c_arg = native_arg(arg)
     _sweep_orphans()
-    fut, promise = _new_promise(ports, (fn, arg, c_arg))
+    keep = (fn, arg, c_arg)
+    fut, promise = _new_promise(ports, keep)
     port = fut._tr_port
-    # Through the loop thread, batched: the workers are woken once per
-    # asyncio turn (at the port's kick), not once per function.
-    rc = lib.tr_promise_submit(promise, c_fn, c_arg)
-    if rc != _OK:  # the runtime stopped in between: nothing will run
+    try:
+        # Through the loop thread, batched: the workers are woken once per
+        # asyncio turn (at the port's kick), not once per function.
+        rc = lib.tr_promise_submit(promise, c_fn, c_arg)
+        if rc != _OK:  # the runtime stopped in between: nothing will run
+            port.check(rc)
+            raise status_error(rc)
+    except BaseException:
+        # Refused, or interrupted (Ctrl-C) around the call: no future is
+        # returned; the function, if queued, is cancelled, and its argument
+        # stays alive until the C side is done with it.
         port.pending.pop(fut._tr_token, None)
         lib.tr_promise_cancel(promise)
-        port.check(rc)
-        raise status_error(rc)
+        if not lib.tr_promise_settled(promise):
+            _orphans.append((promise, keep))
+        raise
     if not port.kick_pending:
         port.kick_soon(fut.get_loop())
     return fut
