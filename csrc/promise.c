@@ -84,6 +84,17 @@ void tr_promise_release(tr_promise_t *p) {
     if (p && atomic_fetch_sub(&p->refs, 1) == 1) promise_free(p);
 }
 
+/* A reference for a cancel sweep, unless the last one is already gone: a
+ * promise whose holders all let go stays listed until promise_free
+ * unlists it, and must not be brought back from 0 (it would be freed
+ * twice, and counted twice). */
+static bool ref_if_live(tr_promise_t *p) {
+    int r = atomic_load(&p->refs);
+    while (r > 0)
+        if (atomic_compare_exchange_weak(&p->refs, &r, r + 1)) return true;
+    return false;
+}
+
 static void record_released(tr__record_t *r) {
     tr_promise_release(TR__CONTAINER_OF(r, tr_promise_t, final));
 }
@@ -265,11 +276,13 @@ static void sweep(tr__opset_t *set, tr_port_t *port, int why, bool halt) {
     for (tr_promise_t *p = set->promises, *next; p; p = next) {
         next = p->next;
         if (port && p->port != port) continue;
+        /* Being freed (its last holder let go and waits for this lock to
+         * unlist it): nothing to cancel, promise_free counts it. */
+        if (!ref_if_live(p)) continue;
         /* Off the list now, so a concurrent sweep (a port closing during a
          * shutdown) cannot take it too: todo is one chain per promise. */
         TR__DLIST_UNLINK(set->promises, set->promises_tail, p, prev, next);
         p->listed = false;
-        tr_promise_ref(p);
         p->todo = todo;
         todo = p;
     }
