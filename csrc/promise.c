@@ -16,7 +16,10 @@
  * it under a running function.  References: the creator's, one per
  * tr_promise_ref, one per queued job, one for the record while it is in the
  * port.  Every pending promise is listed in its op set, so a port's close
- * and a shutdown can cancel it.
+ * and a shutdown can cancel it.  A promise holds its port until its record
+ * is queued (never after: a queued record holds the promise), and the
+ * runtime's hub (the runtime's memory: its op set, stats and promise lock)
+ * until it is freed, so a handle stays valid after shutdown and release.
  *
  * Threads: every public function, any thread; the job's function runs on a
  * worker.  Locks: PROMISES (the list), then, after dropping it, PORT/HUB
@@ -38,8 +41,8 @@ struct tr_promise {
     atomic_int holds;       /* the record is pushed when this reaches 0 */
     atomic_bool has_job;    /* tr_promise_run was accepted once */
     int cancel_flag;        /* 0, then 1 once cancelled: read by the job's function */
-    tr__opset_t *set;
-    tr_port_t *port;        /* holds a reference */
+    tr__opset_t *set;       /* in the runtime, whose memory the hub reference keeps */
+    tr_port_t *port;        /* holds a reference until the record is queued, then NULL */
     tr__record_t final;     /* status and value (or byte length) of the result */
     unsigned char *bytes;   /* a byte result (owned), or NULL */
     size_t len;
@@ -65,15 +68,17 @@ static void unlist(tr_promise_t *p) {
 
 static void promise_free(tr_promise_t *p) {
     tr__stats_t *stats = p->set->stats;
+    tr__hub_t *hub = p->set->hub;
     if (atomic_load(&p->state) == S_PENDING) { /* dropped by everyone: never finishes */
         atomic_fetch_add(&stats->cancelled, 1);
         atomic_fetch_sub(&stats->pending, 1);
     }
     unlist(p);
     atomic_fetch_sub(&stats->promises, 1);
-    tr_port_release(p->port);
+    tr_port_release(p->port); /* NULL once the record was queued */
     free(p->bytes);
     free(p);
+    tr__hub_unref(hub); /* may free the runtime's memory: last */
 }
 
 void tr_promise_ref(tr_promise_t *p) {
@@ -99,11 +104,20 @@ static void record_released(tr__record_t *r) {
     tr_promise_release(TR__CONTAINER_OF(r, tr_promise_t, final));
 }
 
-/* Drop one hold; the last one pushes the final record (state is final). */
+/* Drop one hold; the last one pushes the final record (state is final).
+ * The promise's port reference goes with it, for the push only: a queued
+ * record holds the promise, so a promise holding the port would keep a
+ * port let go with the record still queued alive for ever (and the
+ * record, and the promise).  Ops and waiters do the same.  The promise is
+ * off the list by now (complete and cancel unlist before they drop their
+ * hold), so no sweep reads p->port any more. */
 static void drop_hold(tr_promise_t *p) {
     if (atomic_fetch_sub(&p->holds, 1) != 1) return;
+    tr_port_t *port = p->port;
+    p->port = NULL;
     tr_promise_ref(p); /* the record's: record_released drops it */
-    tr__port_push(p->port, &p->final);
+    tr__port_push(port, &p->final);
+    tr_port_release(port);
 }
 
 /* Take a hold unless the record is already on its way. */
@@ -138,6 +152,7 @@ int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise
         TR__DLIST_APPEND(set->promises, set->promises_tail, p, prev, next);
         p->listed = true;
         tr__port_ref(port);
+        tr__hub_ref(set->hub);
         atomic_fetch_add(&set->stats->promises, 1);
         atomic_fetch_add(&set->stats->submitted, 1);
         atomic_fetch_add(&set->stats->pending, 1);
