@@ -131,6 +131,8 @@ static bool take_hold(tr_promise_t *p) {
 /* What a late complete or cancel returns, given the state that won. */
 static int late(int state) { return state >= 0 ? state : TR_EDONE; }
 
+static int cancel(tr_promise_t *p, int why);
+
 int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise_t **out) {
     if (!rt || !port || !out || token == 0) return TR_EINVAL;
     tr__opset_t *set = tr__opset_of(rt);
@@ -162,6 +164,12 @@ int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise
         free(p);
         return TR_ESHUTDOWN;
     }
+    /* A close that came after the check above may have swept the port's
+     * promises before p was listed: cancel it as that sweep would have.
+     * (The port's closed flag is set before its close message is posted,
+     * so a sweep that missed p ran after this reads it set; a sweep that
+     * saw p makes this a no-op: one cancel wins.) */
+    if (tr__port_closed(port)) cancel(p, TR_ECLOSED);
     *out = p;
     return TR_OK;
 }
