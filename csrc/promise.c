@@ -23,7 +23,7 @@
  *
  * Threads: every public function, any thread; the job's function runs on a
  * worker.  Locks: PROMISES (the list), then, after dropping it, PORT/HUB
- * (the record) or POOL (a job).
+ * (the record) or INBOX and POOL under it (a job).
  */
 #include "promise.h"
 
@@ -277,7 +277,16 @@ int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg
     p->work.next = NULL;
     tr_promise_ref(p); /* the job's */
     atomic_fetch_add(&p->set->stats->native_queued, 1);
-    if (!tr__pool_try_push(p->set->pool, &p->work, &p->work)) { /* the pool has quit */
+    /* Queued only while the runtime runs, decided under the inbox lock: a
+     * shutdown tells the pool to quit, and then destroys it, only after the
+     * state left RUNNING (as tr_debug_stall_worker does; lock order INBOX,
+     * then POOL).  Asking the pool itself would touch its lock after that
+     * destroy if this thread stalled here through a whole shutdown. */
+    tr__inbox_t *inbox = p->set->inbox;
+    bool running = tr__inbox_lock_running(inbox);
+    if (running) tr__pool_push(p->set->pool, &p->work, &p->work);
+    tr__inbox_unlock(inbox);
+    if (!running) {
         atomic_fetch_sub(&p->set->stats->native_queued, 1);
         cancel(p, TR_ESHUTDOWN);
         drop_hold(p);
