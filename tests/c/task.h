@@ -126,6 +126,31 @@
     X(port_close_keeps_in_flight)    \
     X(port_close_progress_in_flight) \
     X(port_stalled)                  \
+    X(promise_new_invalid)           \
+    X(promise_complete)              \
+    X(promise_complete_status)       \
+    X(promise_complete_bytes)        \
+    X(promise_cancel)                \
+    X(promise_refs)                  \
+    X(promise_many_records)          \
+    X(promise_run_basic)             \
+    X(promise_run_cancel_queued)     \
+    X(promise_run_cancel_running)    \
+    X(promise_run_complete_running)  \
+    X(promise_run_invalid)           \
+    X(promise_run_fifo)              \
+    X(promise_port_close)            \
+    X(promise_port_release_with_record) \
+    X(promise_release_close_race)    \
+    X(promise_new_close_race)        \
+    X(promise_shutdown_job)          \
+    X(promise_shutdown_queued)       \
+    X(promise_c_thread_many)         \
+    X(promise_race_complete_cancel)  \
+    X(capi_table)                    \
+    X(capi_channel)                  \
+    X(capi_mutex)                    \
+    X(capi_promise)                  \
     X(shutdown_ops_in_flight)        \
     X(shutdown_dispatcher_sees_end)  \
     X(shutdown_release_with_records) \
