@@ -11,11 +11,12 @@
  *
  * The hub knows ports only as tr__hub_node_t, embedded in each port.
  *
- * Lifetime: the hub is refcounted (its owner's reference plus one per port).
- * It is embedded in the runtime, and its destroy hook, called when the count
- * reaches zero, frees the runtime: so the runtime's memory (and the inbox and
- * stats embedded in it, which ports also point at) lives as long as the last
- * port, as the public API promises, without any port knowing the runtime.
+ * Lifetime: the hub is refcounted (its owner's reference plus one per port
+ * and one per promise).  It is embedded in the runtime, and its destroy
+ * hook, called when the count reaches zero, frees the runtime: so the
+ * runtime's memory (and the inbox and stats embedded in it, which ports
+ * also point at) lives as long as the last port and promise, as the public
+ * API promises, without any port knowing the runtime.
  *
  * Threads: tr__hub_ready/report/forget/wait/wake: any thread.
  * tr__hub_flush, tr__hub_enter_loop/leave_loop: the loop thread.

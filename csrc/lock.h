@@ -19,8 +19,8 @@
  *               and every wake check tr__port_closed()).  Thread waiters
  *               wait on their condition variable with it.
  *   3 INBOX     the inbox lock (inbox.c; was rt->mu).  Under it: the pool
- *               lock (tr_debug_stall_worker queues its work only while the
- *               runtime runs).  ev_async_send is called under it (no lock
+ *               lock (tr_debug_stall_worker and tr_promise_run queue their
+ *               work only while the runtime runs).  ev_async_send is called under it (no lock
  *               of ours inside).
  *   4 POOL      pool.c.  Leaf.
  *   5 PORT      a port's queue lock (port.c).  Leaf: records are released,

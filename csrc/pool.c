@@ -84,17 +84,6 @@ void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last) {
     tr__unlock(&pool->mu, TR__RANK_POOL);
 }
 
-bool tr__pool_try_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last) {
-    tr__lock(&pool->mu, TR__RANK_POOL);
-    bool ok = !pool->quit;
-    if (ok) {
-        TR__SLIST_APPEND_CHAIN(pool->head, pool->tail, first, last, next);
-        if (pool->waiting) pthread_cond_signal(&pool->cv);
-    }
-    tr__unlock(&pool->mu, TR__RANK_POOL);
-    return ok;
-}
-
 void tr__pool_quit(tr__pool_t *pool) {
     tr__lock(&pool->mu, TR__RANK_POOL);
     pool->quit = true;

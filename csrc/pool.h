@@ -41,9 +41,6 @@ typedef struct tr__pool {
 int tr__pool_start(tr__pool_t *pool, int n, const char *thread_name, int first_index);
 /* Append a chain first..last.  Any thread. */
 void tr__pool_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last);
-/* The same, unless the pool was told to quit: then nothing is queued and
- * it returns false.  Any thread. */
-bool tr__pool_try_push(tr__pool_t *pool, tr__work_t *first, tr__work_t *last);
 /* Tell the workers to run everything still queued, then exit.  Idempotent. */
 void tr__pool_quit(tr__pool_t *pool);
 /* Wait until every worker has exited or the deadline (NULL: none) passes. */

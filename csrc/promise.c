@@ -16,11 +16,14 @@
  * it under a running function.  References: the creator's, one per
  * tr_promise_ref, one per queued job, one for the record while it is in the
  * port.  Every pending promise is listed in its op set, so a port's close
- * and a shutdown can cancel it.
+ * and a shutdown can cancel it.  A promise holds its port until its record
+ * is queued (never after: a queued record holds the promise), and the
+ * runtime's hub (the runtime's memory: its op set, stats and promise lock)
+ * until it is freed, so a handle stays valid after shutdown and release.
  *
  * Threads: every public function, any thread; the job's function runs on a
  * worker.  Locks: PROMISES (the list), then, after dropping it, PORT/HUB
- * (the record) or POOL (a job).
+ * (the record) or INBOX and POOL under it (a job).
  */
 #include "promise.h"
 
@@ -38,8 +41,8 @@ struct tr_promise {
     atomic_int holds;       /* the record is pushed when this reaches 0 */
     atomic_bool has_job;    /* tr_promise_run was accepted once */
     int cancel_flag;        /* 0, then 1 once cancelled: read by the job's function */
-    tr__opset_t *set;
-    tr_port_t *port;        /* holds a reference */
+    tr__opset_t *set;       /* in the runtime, whose memory the hub reference keeps */
+    tr_port_t *port;        /* holds a reference until the record is queued, then NULL */
     tr__record_t final;     /* status and value (or byte length) of the result */
     unsigned char *bytes;   /* a byte result (owned), or NULL */
     size_t len;
@@ -66,15 +69,17 @@ static void unlist(tr_promise_t *p) {
 
 static void promise_free(tr_promise_t *p) {
     tr__stats_t *stats = p->set->stats;
+    tr__hub_t *hub = p->set->hub;
     if (atomic_load(&p->state) == S_PENDING) { /* dropped by everyone: never finishes */
         atomic_fetch_add(&stats->cancelled, 1);
         atomic_fetch_sub(&stats->pending, 1);
     }
     unlist(p);
     atomic_fetch_sub(&stats->promises, 1);
-    tr_port_release(p->port);
+    tr_port_release(p->port); /* NULL once the record was queued */
     free(p->bytes);
     free(p);
+    tr__hub_unref(hub); /* may free the runtime's memory: last */
 }
 
 void tr_promise_ref(tr_promise_t *p) {
@@ -85,15 +90,35 @@ void tr_promise_release(tr_promise_t *p) {
     if (p && atomic_fetch_sub(&p->refs, 1) == 1) promise_free(p);
 }
 
+/* A reference for a cancel sweep, unless the last one is already gone: a
+ * promise whose holders all let go stays listed until promise_free
+ * unlists it, and must not be brought back from 0 (it would be freed
+ * twice, and counted twice). */
+static bool ref_if_live(tr_promise_t *p) {
+    int r = atomic_load(&p->refs);
+    while (r > 0)
+        if (atomic_compare_exchange_weak(&p->refs, &r, r + 1)) return true;
+    return false;
+}
+
 static void record_released(tr__record_t *r) {
     tr_promise_release(TR__CONTAINER_OF(r, tr_promise_t, final));
 }
 
-/* Drop one hold; the last one pushes the final record (state is final). */
+/* Drop one hold; the last one pushes the final record (state is final).
+ * The promise's port reference goes with it, for the push only: a queued
+ * record holds the promise, so a promise holding the port would keep a
+ * port let go with the record still queued alive for ever (and the
+ * record, and the promise).  Ops and waiters do the same.  The promise is
+ * off the list by now (complete and cancel unlist before they drop their
+ * hold), so no sweep reads p->port any more. */
 static void drop_hold(tr_promise_t *p) {
     if (atomic_fetch_sub(&p->holds, 1) != 1) return;
+    tr_port_t *port = p->port;
+    p->port = NULL;
     tr_promise_ref(p); /* the record's: record_released drops it */
-    tr__port_push(p->port, &p->final);
+    tr__port_push(port, &p->final);
+    tr_port_release(port);
 }
 
 /* Take a hold unless the record is already on its way. */
@@ -106,6 +131,8 @@ static bool take_hold(tr_promise_t *p) {
 
 /* What a late complete or cancel returns, given the state that won. */
 static int late(int state) { return state >= 0 ? state : TR_EDONE; }
+
+static int cancel(tr_promise_t *p, int why);
 
 int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise_t **out) {
     if (!rt || !port || !out || token == 0) return TR_EINVAL;
@@ -128,6 +155,7 @@ int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise
         TR__DLIST_APPEND(set->promises, set->promises_tail, p, prev, next);
         p->listed = true;
         tr__port_ref(port);
+        tr__hub_ref(set->hub);
         atomic_fetch_add(&set->stats->promises, 1);
         atomic_fetch_add(&set->stats->submitted, 1);
         atomic_fetch_add(&set->stats->pending, 1);
@@ -137,6 +165,12 @@ int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise
         free(p);
         return TR_ESHUTDOWN;
     }
+    /* A close that came after the check above may have swept the port's
+     * promises before p was listed: cancel it as that sweep would have.
+     * (The port's closed flag is set before its close message is posted,
+     * so a sweep that missed p ran after this reads it set; a sweep that
+     * saw p makes this a no-op: one cancel wins.) */
+    if (tr__port_closed(port)) cancel(p, TR_ECLOSED);
     *out = p;
     return TR_OK;
 }
@@ -272,7 +306,16 @@ static int job_refused(tr_promise_t *p) {
 int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
     int rc = job_prepare(rt, p, fn, arg);
     if (rc != TR_OK) return rc;
-    if (!tr__pool_try_push(p->set->pool, &p->work, &p->work)) return job_refused(p);
+    /* Queued only while the runtime runs, decided under the inbox lock: a
+     * shutdown tells the pool to quit, and then destroys it, only after the
+     * state left RUNNING (as tr_debug_stall_worker does; lock order INBOX,
+     * then POOL).  Asking the pool itself would touch its lock after that
+     * destroy if this thread stalled here through a whole shutdown. */
+    tr__inbox_t *inbox = p->set->inbox;
+    bool running = tr__inbox_lock_running(inbox);
+    if (running) tr__pool_push(p->set->pool, &p->work, &p->work);
+    tr__inbox_unlock(inbox);
+    if (!running) return job_refused(p);
     return TR_OK;
 }
 
@@ -303,11 +346,13 @@ static void sweep(tr__opset_t *set, tr_port_t *port, int why, bool halt) {
     for (tr_promise_t *p = set->promises, *next; p; p = next) {
         next = p->next;
         if (port && p->port != port) continue;
+        /* Being freed (its last holder let go and waits for this lock to
+         * unlist it): nothing to cancel, promise_free counts it. */
+        if (!ref_if_live(p)) continue;
         /* Off the list now, so a concurrent sweep (a port closing during a
          * shutdown) cannot take it too: todo is one chain per promise. */
         TR__DLIST_UNLINK(set->promises, set->promises_tail, p, prev, next);
         p->listed = false;
-        tr_promise_ref(p);
         p->todo = todo;
         todo = p;
     }

@@ -14,7 +14,7 @@
  *   any thread   tr_runtime_stats, _kick, _wait_ready,
  *                _wake_dispatcher.
  *
- * Lifetime: the hub's refcount (owner + ports) governs the memory; its
+ * Lifetime: the hub's refcount (owner + ports + promises) governs the memory; its
  * destroy hook, runtime_free, is the only teardown of the struct (also used
  * by a failed tr_runtime_new).
  */

@@ -24,7 +24,7 @@
 
 struct tr_runtime {
     tr__opset_t ops;       /* FIRST member: tr__opset_of() */
-    tr__hub_t hub;         /* refcount: the owner's + one per port; frees the runtime */
+    tr__hub_t hub;         /* refcount: the owner's + one per port and promise; frees the runtime */
     tr__inbox_t inbox;
     tr__stats_t stats;
     tr__pool_t pool;

@@ -135,7 +135,8 @@ void tr_runtime_shutdown(tr_runtime_t *rt);
 int tr_runtime_shutdown_timeout(tr_runtime_t *rt, double timeout);
 
 /* The owner is done with it: shut it down (as above) and drop the owner's
- * reference.  The memory is freed when the last port is released too.  Any
+ * reference.  The memory is freed when the last port and the last promise
+ * are released too.  Any
  * thread but the runtime's own. */
 void tr_runtime_release(tr_runtime_t *rt);
 

@@ -85,6 +85,20 @@
     X(chan_unget_wakes)              \
     X(chan_waiting)                  \
     X(waiter_release_cell)           \
+    X(item_int_inline)               \
+    X(item_int_boxed)                \
+    X(item_bytes)                    \
+    X(item_keys)                     \
+    X(items_batch)                   \
+    X(chan_value_basic)              \
+    X(chan_value_timeouts)           \
+    X(chan_value_blocking)           \
+    X(chan_value_keys_fifo)          \
+    X(chan_value_etype_passes_wake)  \
+    X(chan_value_close)              \
+    X(chan_value_took_receipt)       \
+    X(chan_value_release_frees)      \
+    X(chan_value_stress)             \
     X(mutex_basic)                   \
     X(mutex_lock_timeout)            \
     X(mutex_fifo_threads)            \
@@ -112,6 +126,31 @@
     X(port_close_keeps_in_flight)    \
     X(port_close_progress_in_flight) \
     X(port_stalled)                  \
+    X(promise_new_invalid)           \
+    X(promise_complete)              \
+    X(promise_complete_status)       \
+    X(promise_complete_bytes)        \
+    X(promise_cancel)                \
+    X(promise_refs)                  \
+    X(promise_many_records)          \
+    X(promise_run_basic)             \
+    X(promise_run_cancel_queued)     \
+    X(promise_run_cancel_running)    \
+    X(promise_run_complete_running)  \
+    X(promise_run_invalid)           \
+    X(promise_run_fifo)              \
+    X(promise_port_close)            \
+    X(promise_port_release_with_record) \
+    X(promise_release_close_race)    \
+    X(promise_new_close_race)        \
+    X(promise_shutdown_job)          \
+    X(promise_shutdown_queued)       \
+    X(promise_c_thread_many)         \
+    X(promise_race_complete_cancel)  \
+    X(capi_table)                    \
+    X(capi_channel)                  \
+    X(capi_mutex)                    \
+    X(capi_promise)                  \
     X(shutdown_ops_in_flight)        \
     X(shutdown_dispatcher_sees_end)  \
     X(shutdown_release_with_records) \
@@ -240,6 +279,13 @@ typedef struct tt_ledger {
 void tt_ledger_init(tt_ledger_t *l, size_t n);
 void tt_ledger_free(tt_ledger_t *l);
 void tt_ledger_visit(tr_completion_t *c, void *ctx);
+
+/* Bytes of heap in use (glibc's mallinfo2: every arena, mmapped chunks
+ * included), or 0 where that is unknown.  A sanitizer's or valgrind's
+ * allocator may not report through it: a test that checks memory went
+ * back compares only when the number grew with its own allocations (ASan
+ * and valgrind check those builds for leaks anyway). */
+size_t tt_heap_in_use(void);
 
 /* Number of threads of this process whose name (/proc/self/task/N/comm)
  * is exactly `name`. */
