@@ -1,6 +1,13 @@
 /*
  * channel.c - a bounded multi-producer multi-consumer FIFO of 64-bit items.
  *
+ * An item is an opaque key (below 2**63: the channel never looks at it) or
+ * a value (item.h: an int64 or a byte string C and Python both read), which
+ * the channel owns while it holds it: it frees the values left in it when
+ * its last reference goes.  Only the value calls (tr_channel_send_value,
+ * tr_channel_recv_value) tell the two apart; every other call moves items
+ * as they are.
+ *
  * One mutex guards a ring buffer and two wait queues (receivers waiting for
  * an item, senders waiting for room).  Waiters are woken to *retry*, never
  * handed an item: an item leaves the ring only inside a call that returns it

@@ -182,6 +182,8 @@ static int complete(tr_promise_t *p, int status, int64_t value, unsigned char *b
         free(bytes);
         return late(expect);
     }
+    if (status == TR_CANCELLED) /* the native side gave up: a running job is told too */
+        __atomic_store_n(&p->cancel_flag, 1, __ATOMIC_RELEASE);
     p->bytes = bytes;
     p->len = len;
     p->final.c.status = status;

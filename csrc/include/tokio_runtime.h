@@ -294,7 +294,9 @@ int tr_waiter_wait(tr_waiter_t *waiter, double timeout);
 /* ---- channels ------------------------------------------------------------
  * A bounded FIFO of 64-bit items, safe from any number of threads.  Blocking
  * calls release nothing but the channel lock while they wait.  Every function
- * is safe from any thread. */
+ * is safe from any thread.  An item is an opaque key (below 2**63) or a
+ * value (see "values" below), which the channel owns while it holds it: never
+ * put a made-up number of 2**63 or more into a channel. */
 enum tr_direction { TR_RECV = 0, TR_SEND = 1 };
 
 /* capacity: 1 .. 2**40.  The caller owns one reference. */
@@ -437,6 +439,9 @@ void tr_channel_took_value(tr_channel_t *ch, uint64_t item);
  * reaches the port like any completion made by a C thread (through the
  * dispatcher, or directly to a drain already under way).
  *
+ * Promises are not ops: tr_cancel does not know their tokens (the consumer
+ * cancels a promise with tr_promise_cancel).
+ *
  * Exactly one of "completed" and "cancelled" wins.  The consumer cancels
  * with tr_promise_cancel; a port's close cancels its pending promises
  * (TR_ECLOSED), a shutdown every one (TR_ESHUTDOWN).  A late completion
@@ -464,8 +469,8 @@ int tr_promise_new(tr_runtime_t *rt, tr_port_t *port, uint64_t token, tr_promise
 void tr_promise_ref(tr_promise_t *p);
 void tr_promise_release(tr_promise_t *p);
 /* Complete with status (TR_OK, or an error status the consumer raises: any
- * TR_* but TR_PENDING; TR_CANCELLED cancels the consumer's future) and
- * value.  TR_OK: this call completed it.  Else see above; TR_EINVAL for a
+ * TR_* but TR_PENDING; TR_CANCELLED cancels the consumer's future and sets
+ * the cancel flag) and value.  TR_OK: this call completed it.  Else see above; TR_EINVAL for a
  * bad status. */
 int tr_promise_complete(tr_promise_t *p, int status, int64_t value);
 /* Complete with TR_OK and a copy of data[0..len) (the record's value is
