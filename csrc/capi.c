@@ -20,8 +20,8 @@ static const char *status_name(int status) {
     return names[status];
 }
 
-static int promise_run(tr_promise_t *p, tr_native_fn fn, void *arg) {
-    return tr_promise_run(NULL, p, fn, arg);
+static int promise_run(tr_promise_t *p, tr_native_fn fn, void *arg, void (*drop)(void *arg)) {
+    return tr_promise_run(NULL, p, fn, arg, drop);
 }
 
 /* Make the value, send it, and free it again unless the channel took it. */

@@ -85,6 +85,7 @@ static void counter_start(tr__op_t *op) {
         ev_timer_init(&task->timer, counter_fired, c->delay, 0.);
         task->timer.data = c;
         task->work.run = counter_work;
+        task->work.solo = false; /* kids is malloc'd: every field set here */
         ev_timer_start(tr__op_loop(op), &task->timer);
     }
 }

@@ -34,6 +34,7 @@ int tr_debug_stall_worker(tr_runtime_t *rt, double seconds) {
     if (!s) return TR_ENOMEM;
     s->seconds = seconds;
     s->work.run = stall_run;
+    s->work.solo = true; /* it occupies its worker */
     /* Under the inbox lock: the pool is stopped only after the state left
      * RUNNING (lock order: inbox, then pool). */
     bool running = tr__inbox_lock_running(&rt->inbox);

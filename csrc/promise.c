@@ -51,6 +51,7 @@ struct tr_promise {
     tr__work_t work;
     tr_native_fn fn;
     void *arg;
+    void (*drop)(void *arg); /* called once the job is done with arg (may be NULL) */
     /* in set->promises while registered (promise_mu) */
     tr_promise_t *prev, *next;
     bool listed;
@@ -264,6 +265,9 @@ static void job_run(tr__work_t *w) { /* a worker */
         atomic_fetch_sub(&stats->native_running, 1);
         complete(p, TR_OK, value, NULL, 0); /* loses to a cancel: the result is dropped */
     }
+    /* Before the record can go: whoever waits for it may free what arg
+     * points into once it arrives. */
+    if (p->drop) p->drop(p->arg);
     drop_hold(p);
     tr_promise_release(p);
 }
@@ -276,7 +280,8 @@ static void job_forward(tr__msg_t *msg, void *ctx) {
 }
 
 /* Take the job's hold and reference and set it up; TR_OK or why not. */
-static int job_prepare(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
+static int job_prepare(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg,
+                       void (*drop)(void *arg)) {
     if (!p || !fn) return TR_EINVAL;
     if (rt && tr__opset_of(rt) != p->set) return TR_EINVAL; /* a promise of another runtime */
     if (atomic_exchange(&p->has_job, true)) return TR_EINVAL; /* one job per promise */
@@ -288,6 +293,7 @@ static int job_prepare(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void 
     }
     p->fn = fn;
     p->arg = arg;
+    p->drop = drop;
     p->work.run = job_run;
     p->work.next = NULL;
     p->work.solo = true;
@@ -305,8 +311,9 @@ static int job_refused(tr_promise_t *p) {
     return TR_ESHUTDOWN;
 }
 
-int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg) {
-    int rc = job_prepare(rt, p, fn, arg);
+int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg,
+                   void (*drop)(void *arg)) {
+    int rc = job_prepare(rt, p, fn, arg, drop);
     if (rc != TR_OK) return rc;
     /* Queued only while the runtime runs, decided under the inbox lock: a
      * shutdown tells the pool to quit, and then destroys it, only after the
@@ -321,8 +328,8 @@ int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg
     return TR_OK;
 }
 
-int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg) {
-    int rc = job_prepare(NULL, p, fn, arg);
+int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg, void (*drop)(void *arg)) {
+    int rc = job_prepare(NULL, p, fn, arg, drop);
     if (rc != TR_OK) return rc;
     tr__inbox_t *inbox = p->set->inbox;
     p->msg.run = job_forward;

@@ -494,21 +494,21 @@ const void *tr_promise_bytes(const tr_promise_t *p, size_t *len);
 /* Run fn(arg, cancel flag) on a worker thread and complete p with TR_OK and
  * its result.  Workers take jobs in FIFO order with the runtime's other
  * pool work.  Cancelled before a worker takes it: fn never runs.  Cancelled
- * while it runs: the flag is set and its result dropped.  The final record
- * comes only after fn returned (or was skipped), so arg may be freed when it
- * arrives.  rt: NULL, or p's runtime (TR_EINVAL for another).  TR_OK;
+ * while it runs: the flag is set and its result dropped.  drop (NULL: none)
+ * is called with arg exactly once when the job is done with it: after fn
+ * returned, or instead of fn when it is skipped (cancelled first, runtime
+ * shut down), on a worker or the shutting-down thread, before the final
+ * record is queued; so arg may be heap memory the job owns.  The final
+ * record comes only after that, so arg may also be freed by whoever awaits
+ * the record.  rt: NULL, or p's runtime (TR_EINVAL for another).  TR_OK;
  * TR_EINVAL (NULL fn, a second job for p); TR_EDONE, TR_CANCELLED,
  * TR_ECLOSED, TR_ESHUTDOWN (p finished or the runtime stopped: fn will not
- * run).  A shutdown cancels running jobs (flag set) and waits for their
- * functions to return. */
-int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg);
-/* tr_promise_run for a port's consumer submitting many jobs in a burst (the
- * Python shim's run_native): the job goes to the pool through the runtime's
- * loop thread, with the consumer's other submissions, in one batch per
- * loop iteration: one wake-up of the workers for a thousand jobs instead of
- * one each.  If the port defers wake-ups (tr_port_defer_wake), the caller
- * must call tr_runtime_kick soon after.  Returns as tr_promise_run. */
-int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg);
+ * run).  On any error drop is not called: arg is still the caller's.  A
+ * shutdown cancels running jobs (flag set) and waits for their functions to
+ * return. */
+int tr_promise_run(tr_runtime_t *rt, tr_promise_t *p, tr_native_fn fn, void *arg,
+                   void (*drop)(void *arg));
+int tr_promise_submit(tr_promise_t *p, tr_native_fn fn, void *arg, void (*drop)(void *arg));
 
 /* The public C API table for other extensions (tokio_runtime_capi.h), as an
  * address: the Python package wraps it in a capsule. */

@@ -66,9 +66,12 @@ typedef struct tr_capi {
     /* Non-zero once the awaiting side cancelled (or closed, or shut down). */
     const volatile int *(*promise_cancel_flag)(tr_promise_t *p);
     /* Run fn(arg, cancel flag) on a worker; p completes with its result
-     * (tr_promise_run with rt NULL).  arg must stay valid until fn returns;
-     * fn is never run if p is cancelled first. */
-    int (*promise_run)(tr_promise_t *p, tr_native_fn fn, void *arg);
+     * (tr_promise_run with rt NULL).  fn is never run if p is cancelled
+     * first.  drop(arg) (drop may be NULL) is called exactly once when the
+     * job is done with arg, whether fn ran or was skipped: give the job a
+     * heap arg and free it there.  On an error return drop is not called
+     * and arg is still yours. */
+    int (*promise_run)(tr_promise_t *p, tr_native_fn fn, void *arg, void (*drop)(void *arg));
     void (*promise_ref)(tr_promise_t *p);
     void (*promise_release)(tr_promise_t *p);
 

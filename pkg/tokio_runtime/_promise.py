@@ -175,7 +175,7 @@ def run_native(ports: Ports, fn: Any, arg: Any = None) -> asyncio.Future[int]:
     try:
         # Through the loop thread, batched: the workers are woken once per
         # asyncio turn (at the port's kick), not once per function.
-        rc = lib.tr_promise_submit(promise, c_fn, c_arg)
+        rc = lib.tr_promise_submit(promise, c_fn, c_arg, _NULL)
         if rc != _OK:  # the runtime stopped in between: nothing will run
             port.check(rc)
             raise status_error(rc)

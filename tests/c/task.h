@@ -138,6 +138,7 @@
     X(promise_run_cancel_running)    \
     X(promise_run_complete_running)  \
     X(promise_run_invalid)           \
+    X(promise_run_drop)              \
     X(promise_run_fifo)              \
     X(promise_port_close)            \
     X(promise_port_release_with_record) \

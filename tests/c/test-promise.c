@@ -141,8 +141,8 @@ TEST_IMPL(promise_new_invalid) {
     ASSERT_NULL(tr_promise_bytes(NULL, &len));
     ASSERT_EQ(len, 0);
     job_t j = {0};
-    ASSERT_EQ(tr_promise_run(rt, NULL, job_fn, &j), TR_EINVAL);
-    ASSERT_EQ(tr_promise_run(NULL, NULL, job_fn, &j), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(rt, NULL, job_fn, &j, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(NULL, NULL, job_fn, &j, NULL), TR_EINVAL);
 
     /* After shutdown: refused; the one made before is cancelled. */
     tr_promise_t *before = new_promise(rt, port, 5);
@@ -462,7 +462,7 @@ TEST_IMPL(promise_run_basic) {
     atomic_bool gate = false;
     job_t j = {.result = INT64_C(0x123456789abc), .gate = &gate, .linger = 0.02};
     tr_promise_t *p = new_promise(rt, port, 1);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
     wait_until_true(&j.runs);
     /* Running on a worker: counted as such, no record yet. */
     tr_stats_t s = tt_stats(rt);
@@ -486,7 +486,7 @@ TEST_IMPL(promise_run_basic) {
      * job keeps the promise alive. */
     job_t j2 = {.result = -1};
     p = new_promise(rt, port, 2);
-    ASSERT_EQ(tr_promise_run(NULL, p, job_fn, &j2), TR_OK);
+    ASSERT_EQ(tr_promise_run(NULL, p, job_fn, &j2, NULL), TR_OK);
     tr_promise_release(p);
     expect_record(rt, port, 2, TR_OK, -1);
     ASSERT_EQ(atomic_load(&j2.runs), 1);
@@ -507,8 +507,8 @@ TEST_IMPL(promise_run_cancel_queued) {
     ASSERT_EQ(tr_debug_stall_worker(rt, 0.3), TR_OK);
     job_t j = {.result = 5}, j2 = {.result = 6};
     tr_promise_t *p = new_promise(rt, port, 1), *p2 = new_promise(rt, port, 2);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
-    ASSERT_EQ(tr_promise_run(rt, p2, job_fn, &j2), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p2, job_fn, &j2, NULL), TR_OK);
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.native_queued, 2); /* the stall is no native job */
     ASSERT_EQ(s.native_running, 0);
@@ -543,7 +543,7 @@ TEST_IMPL(promise_run_cancel_running) {
     job_t j = {.result = 77, .until_cancel = true, .linger = 0.05};
     tr_promise_t *p = new_promise(rt, port, 1);
     double t0 = tt_now();
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
     wait_until_true(&j.runs);
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.native_running, 1);
@@ -578,7 +578,7 @@ TEST_IMPL(promise_run_complete_running) {
     atomic_bool gate = false;
     job_t j = {.result = 99, .gate = &gate};
     tr_promise_t *p = new_promise(rt, port, 1);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
     wait_until_true(&j.runs);
     ASSERT_EQ(tr_promise_complete(p, TR_OK, 5), TR_OK);
     ASSERT_EQ(tr_promise_state(p), TR_OK);
@@ -602,20 +602,20 @@ TEST_IMPL(promise_run_invalid) {
     tr_port_t *port = tt_port(rt, 1), *oport = tt_port(other, 1);
     job_t j = {.result = 1}, never = {0};
     tr_promise_t *p = new_promise(rt, port, 1);
-    ASSERT_EQ(tr_promise_run(rt, p, NULL, &j), TR_EINVAL);
-    ASSERT_EQ(tr_promise_run(other, p, job_fn, &never), TR_EINVAL); /* not its runtime */
+    ASSERT_EQ(tr_promise_run(rt, p, NULL, &j, NULL), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(other, p, job_fn, &never, NULL), TR_EINVAL); /* not its runtime */
     /* None of that counted as its job. */
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &never), TR_EINVAL); /* one job per promise */
-    ASSERT_EQ(tr_promise_run(NULL, p, job_fn, &never), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &never, NULL), TR_EINVAL); /* one job per promise */
+    ASSERT_EQ(tr_promise_run(NULL, p, job_fn, &never, NULL), TR_EINVAL);
     expect_record(rt, port, 1, TR_OK, 1);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &never), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &never, NULL), TR_EINVAL);
     ASSERT_EQ(atomic_load(&j.runs), 1);
     tr_promise_release(p);
 
     /* A promise of another runtime, given to this one. */
     tr_promise_t *q = new_promise(other, oport, 1);
-    ASSERT_EQ(tr_promise_run(rt, q, job_fn, &never), TR_EINVAL);
+    ASSERT_EQ(tr_promise_run(rt, q, job_fn, &never, NULL), TR_EINVAL);
     ASSERT_EQ(tr_promise_state(q), TR_PENDING);
     ASSERT_EQ(tr_promise_cancel(q), TR_OK);
     expect_record(other, oport, 1, TR_CANCELLED, 0);
@@ -624,9 +624,9 @@ TEST_IMPL(promise_run_invalid) {
     /* Finished before: refused with what won, fn never runs. */
     tr_promise_t *d = new_promise(rt, port, 2), *c = new_promise(rt, port, 3);
     ASSERT_EQ(tr_promise_complete(d, TR_OK, 2), TR_OK);
-    ASSERT_EQ(tr_promise_run(rt, d, job_fn, &never), TR_EDONE);
+    ASSERT_EQ(tr_promise_run(rt, d, job_fn, &never, NULL), TR_EDONE);
     ASSERT_EQ(tr_promise_cancel(c), TR_OK);
-    ASSERT_EQ(tr_promise_run(rt, c, job_fn, &never), TR_CANCELLED);
+    ASSERT_EQ(tr_promise_run(rt, c, job_fn, &never, NULL), TR_CANCELLED);
     expect_record(rt, port, 2, TR_OK, 2);
     expect_record(rt, port, 3, TR_CANCELLED, 0);
     tr_promise_release(d);
@@ -643,6 +643,60 @@ TEST_IMPL(promise_run_invalid) {
     tr_runtime_release(rt);
 }
 
+/* drop(arg) runs exactly once per accepted job, before its record: after fn
+ * ran, instead of fn when the job was cancelled in the queue, and for jobs
+ * still queued at shutdown; never for a refused job. */
+typedef struct drop_arg {
+    atomic_int dropped;
+    atomic_int ran;
+} drop_arg;
+
+static int64_t drop_fn(void *arg, const volatile int *cancelled) {
+    (void)cancelled;
+    drop_arg *d = arg;
+    atomic_fetch_add(&d->ran, 1);
+    return atomic_load(&d->dropped); /* 0: fn runs before its drop */
+}
+
+static void drop_it(void *arg) { atomic_fetch_add(&((drop_arg *)arg)->dropped, 1); }
+
+TEST_IMPL(promise_run_drop) {
+    tr_runtime_t *rt = tt_runtime(1);
+    tr_port_t *port = tt_port(rt, 1);
+    drop_arg ran = {0}, skipped = {0}, refused = {0}, at_shutdown = {0};
+    /* fn runs, then drop, then the record. */
+    tr_promise_t *p = new_promise(rt, port, 1);
+    ASSERT_EQ(tr_promise_run(rt, p, drop_fn, &ran, drop_it), TR_OK);
+    expect_record(rt, port, 1, TR_OK, 0);
+    ASSERT_EQ(atomic_load(&ran.ran), 1);
+    ASSERT_EQ(atomic_load(&ran.dropped), 1);
+    tr_promise_release(p);
+    /* Cancelled while queued: fn skipped, drop still runs, before the record. */
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.1), TR_OK);
+    p = new_promise(rt, port, 2);
+    ASSERT_EQ(tr_promise_run(rt, p, drop_fn, &skipped, drop_it), TR_OK);
+    ASSERT_EQ(tr_promise_cancel(p), TR_OK);
+    ASSERT_EQ(atomic_load(&skipped.dropped), 0); /* the worker has not reached it */
+    expect_record(rt, port, 2, TR_CANCELLED, 0);
+    ASSERT_EQ(atomic_load(&skipped.ran), 0);
+    ASSERT_EQ(atomic_load(&skipped.dropped), 1);
+    /* Refused (a second job): drop is not called, arg is still ours. */
+    ASSERT_EQ(tr_promise_run(rt, p, drop_fn, &refused, drop_it), TR_EINVAL);
+    tr_promise_release(p);
+    /* Queued at shutdown: skipped and dropped. */
+    ASSERT_EQ(tr_debug_stall_worker(rt, 0.1), TR_OK);
+    p = new_promise(rt, port, 3);
+    ASSERT_EQ(tr_promise_run(rt, p, drop_fn, &at_shutdown, drop_it), TR_OK);
+    tr_runtime_shutdown(rt);
+    ASSERT_EQ(atomic_load(&at_shutdown.ran), 0);
+    ASSERT_EQ(atomic_load(&at_shutdown.dropped), 1);
+    ASSERT_EQ(atomic_load(&refused.dropped), 0);
+    ASSERT_EQ(atomic_load(&refused.ran), 0);
+    tr_promise_release(p);
+    tr_port_release(port);
+    tr_runtime_release(rt);
+}
+
 TEST_IMPL(promise_run_fifo) {
     /* One worker: jobs run in the order they were queued. */
     enum { N = 20 };
@@ -651,7 +705,7 @@ TEST_IMPL(promise_run_fifo) {
     atomic_bool gate = false;
     job_t g = {.gate = &gate, .result = 1000};
     tr_promise_t *pg = new_promise(rt, port, N + 1);
-    ASSERT_EQ(tr_promise_run(rt, pg, job_fn, &g), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, pg, job_fn, &g, NULL), TR_OK);
     wait_until_true(&g.runs);
     int order[N];
     atomic_int next = 0;
@@ -664,7 +718,7 @@ TEST_IMPL(promise_run_fifo) {
         jobs[i].order_next = &next;
         jobs[i].index = i;
         ps[i] = new_promise(rt, port, (uint64_t)i + 1);
-        ASSERT_EQ(tr_promise_run(rt, ps[i], job_fn, &jobs[i]), TR_OK);
+        ASSERT_EQ(tr_promise_run(rt, ps[i], job_fn, &jobs[i], NULL), TR_OK);
     }
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.native_queued, N);
@@ -704,7 +758,7 @@ TEST_IMPL(promise_port_close) {
                  *b1 = new_promise(rt, pb, 21);
     ASSERT_EQ(tr_promise_complete(a0, TR_OK, 1), TR_OK);
     job_t j = {.until_cancel = true, .linger = 0.02, .result = 3};
-    ASSERT_EQ(tr_promise_run(rt, a3, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, a3, job_fn, &j, NULL), TR_OK);
     wait_until_true(&j.runs);
 
     tr_port_close(pa);
@@ -715,7 +769,7 @@ TEST_IMPL(promise_port_close) {
     ASSERT_EQ(tr_promise_complete(a1, TR_OK, 1), TR_ECLOSED);
     ASSERT_EQ(tr_promise_complete_bytes(a2, "x", 1), TR_ECLOSED);
     ASSERT_EQ(tr_promise_cancel(a2), TR_ECLOSED);
-    ASSERT_EQ(tr_promise_run(rt, a1, job_fn, &j), TR_ECLOSED);
+    ASSERT_EQ(tr_promise_run(rt, a1, job_fn, &j, NULL), TR_ECLOSED);
     ASSERT_EQ(tr_promise_complete(a0, TR_OK, 1), TR_EDONE); /* it had finished */
     ASSERT_EQ(tr_promise_state(a1), TR_CANCELLED);
     ASSERT_EQ(flag_of(a1), 1);
@@ -800,7 +854,7 @@ TEST_IMPL(promise_port_release_with_record) {
     port = tt_port(rt, 3);
     job_t j = {.result = 9};
     p = new_promise(rt, port, 5);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
     tr_promise_release(p);
     tr_port_release(port);
     double deadline = tt_now() + 5.0;
@@ -970,7 +1024,7 @@ TEST_IMPL(promise_shutdown_job) {
     tr_port_t *port = tt_port(rt, 1);
     job_t j = {.until_cancel = true, .linger = 0.1, .result = 5};
     tr_promise_t *p = new_promise(rt, port, 1), *q = new_promise(rt, port, 2);
-    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j), TR_OK);
+    ASSERT_EQ(tr_promise_run(rt, p, job_fn, &j, NULL), TR_OK);
     wait_until_true(&j.runs);
     late_caller lc = {.running = p, .pending = q};
     tr_promise_ref(p); /* the C thread's */
@@ -988,7 +1042,7 @@ TEST_IMPL(promise_shutdown_job) {
     ASSERT_EQ(flag_of(q), 1);
     ASSERT_EQ(tr_promise_state(p), TR_CANCELLED);
     ASSERT_EQ(tr_promise_state(q), TR_CANCELLED);
-    ASSERT_EQ(tr_promise_run(rt, q, job_fn, &j), TR_ESHUTDOWN);
+    ASSERT_EQ(tr_promise_run(rt, q, job_fn, &j, NULL), TR_ESHUTDOWN);
     tr_stats_t s = tt_stats(rt);
     ASSERT_EQ(s.pending, 0);
     ASSERT_EQ(s.native_running, 0);
@@ -1032,7 +1086,7 @@ TEST_IMPL(promise_shutdown_queued) {
     tr_promise_t *ps[N];
     for (int i = 0; i < N; i++) {
         ps[i] = new_promise(rt, port, (uint64_t)i + 1);
-        ASSERT_EQ(tr_promise_run(rt, ps[i], job_fn, &jobs[i]), TR_OK);
+        ASSERT_EQ(tr_promise_run(rt, ps[i], job_fn, &jobs[i], NULL), TR_OK);
     }
     ASSERT_EQ(tt_stats(rt).native_queued, N);
     tr_runtime_shutdown(rt);
@@ -1375,8 +1429,8 @@ TEST_IMPL(capi_promise) {
     ASSERT_EQ(len, 4);
 
     job_t j = {.result = 33};
-    ASSERT_EQ(api->promise_run(r, job_fn, &j), TR_OK);
-    ASSERT_EQ(api->promise_run(r, job_fn, &j), TR_EINVAL);
+    ASSERT_EQ(api->promise_run(r, job_fn, &j, NULL), TR_OK);
+    ASSERT_EQ(api->promise_run(r, job_fn, &j, NULL), TR_EINVAL);
     expect_record(rt, port, 3, TR_OK, 33);
     ASSERT_EQ(atomic_load(&j.runs), 1);
     ASSERT_EQ(__atomic_load_n(api->promise_cancel_flag(r), __ATOMIC_ACQUIRE), 0);
