@@ -1,5 +1,5 @@
 # tokio_runtime - every target does its own set-up on a fresh Debian/Ubuntu
-# machine: libev-dev (apt-get, or the command to run without root), a .venv,
+# machine: libev-dev and zlib1g-dev (apt-get, or the command to run without root), a .venv,
 # the package and its test dependencies.
 #
 #   make demo       run the original example's demo sequence
@@ -45,7 +45,7 @@ demo: $(VENV)/.installed
 
 test: ctest sanitize valgrind lint pytest
 
-# ---- system dependency: libev ---------------------------------------------
+# ---- system dependencies: libev, zlib's headers -----------------------------
 deps: .deps-ok
 .deps-ok:
 	@if printf '#include <ev.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lev -o /dev/null 2>/dev/null; then \
@@ -58,6 +58,18 @@ deps: .deps-ok
 	  echo "    sudo apt-get install -y libev-dev      # Debian/Ubuntu"; \
 	  echo "    sudo dnf install -y libev-devel        # Fedora/RHEL"; \
 	  echo "    brew install libev                     # macOS"; \
+	  exit 1; \
+	fi
+	@# zlib's headers: the C API example (examples/capi), its test and bench B8.
+	@if printf '#include <zlib.h>\nint main(void){return 0;}\n' | $(CC) -x c - -lz -o /dev/null 2>/dev/null; then \
+	  echo "zlib: found"; \
+	elif $(CAN_APT); then \
+	  echo "zlib: installing zlib1g-dev with apt-get"; \
+	  $(APT_INSTALL) zlib1g-dev >/dev/null; \
+	else \
+	  echo "zlib's headers are missing (needed by examples/capi):"; \
+	  echo "    sudo apt-get install -y zlib1g-dev     # Debian/Ubuntu"; \
+	  echo "    sudo dnf install -y zlib-devel         # Fedora/RHEL"; \
 	  exit 1; \
 	fi
 	@touch $@
