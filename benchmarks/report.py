@@ -65,6 +65,9 @@ METRIC_NAMES = {
     "lock_us": "per acq",
     "main_rt_us": "per trip",
     "worker_rt_us": "per trip",
+    "native_us": "per op",
+    "stream_per_s": "rate",
+    "zlib_per_s": "rate",
 }
 
 

@@ -1,4 +1,4 @@
-"""Run the tokio_runtime benchmark suite (issue 5): cases B1-B7, on asyncio and uvloop.
+"""Run the tokio_runtime benchmark suite (issue 5): cases B1-B8, on asyncio and uvloop.
 
 Each case runs once per loop kind in a fresh interpreter (``bXX_*.py --loop
 KIND --json``), which measures every variant ``--repeat`` times (interleaved,
@@ -43,6 +43,7 @@ CASES = {
     "B5": "b5_locks",
     "B6": "b6_handoff",
     "B7": "b7_pingpong",
+    "B8": "b8_native",
 }
 SCHEMA = "tokio_runtime.bench/1"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
-CASES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
+CASES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]
 LOOPS = ["asyncio", "uvloop"]
 REPEAT = 2
 THIRD_PARTY = ("janus", "culsans", "aiologic")
