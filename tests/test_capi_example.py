@@ -12,8 +12,9 @@ asyncio and once on uvloop, in its own interpreter.  The ABI check compiles
 a tiny extension against a copy of the headers whose ``TR_CAPI_VERSION`` is
 changed: importing it must fail with an ImportError naming both versions.
 
-Cost: the venv and the build take ~10 s (plus the shared wheel build), the
-checks ~1 s each.
+Cost on 2 cores: ~18 s for the file, of which ~9 s build the wheel (shared
+with tests/test_wheel.py: whichever runs first pays), ~5 s make the venv and
+build the example, and the 19 tests take 0.1-0.6 s each.
 """
 
 from __future__ import annotations
