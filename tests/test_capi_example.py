@@ -86,7 +86,8 @@ def test_the_example_is_built_against_the_installed_package(example_venv, tmp_pa
     tr_file, ext_file, capi = proc.stdout.split()
     assert "/site-packages/tokio_runtime/" in tr_file
     assert "/site-packages/tr_capi_example/_ext" in ext_file
-    assert capi == "1"
+    header = (HERE.parent / "csrc" / "include" / "tokio_runtime_capi.h").read_text()
+    assert f"#define TR_CAPI_VERSION {capi}\n" in header  # built with the installed header
     # Only the capsule links it to tokio_runtime: no shared-library dependency.
     needed = run(["readelf", "-d", ext_file]).stdout
     assert "tokio_runtime" not in needed and "_native" not in needed
@@ -155,13 +156,17 @@ def test_abi_version_mismatch_fails_at_import(example_venv, tmp_path):
     shutil.copytree(include, patched)
     header = patched / "tokio_runtime_capi.h"
     text = header.read_text()
-    assert "#define TR_CAPI_VERSION 1\n" in text
-    header.write_text(text.replace("#define TR_CAPI_VERSION 1\n", "#define TR_CAPI_VERSION 999\n"))
+    version_line = re.search(r"^#define TR_CAPI_VERSION (\d+)\n", text, flags=re.M)
+    assert version_line, "no TR_CAPI_VERSION in the installed header"
+    installed_version = version_line.group(1)
+    header.write_text(text.replace(version_line.group(0), "#define TR_CAPI_VERSION 999\n"))
     bad = tmp_path / "bad"
     bad.mkdir()
     build_tiny(example_venv, patched, bad)
     proc = in_venv(example_venv, ["-c", "import tiny_abi"], bad)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: tokio_runtime C API version 1"), proc.stderr
+    assert last.startswith(f"ImportError: tokio_runtime C API version {installed_version} "), (
+        proc.stderr
+    )
     assert "built for version 999" in last and "rebuild it" in last
