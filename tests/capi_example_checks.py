@@ -103,11 +103,9 @@ async def zlib_round_trips():
         # The input is copied at the start: the caller may reuse its buffer.
         buf = bytearray(data[1])
         c = rt.completion()
-        job = ex.zcompress_start(c, buf, 6)
+        assert ex.zcompress_start(c, buf, 6) is None
         buf[:] = b"\0" * len(buf)
         assert zlib.decompress(await c) == data[1]
-        job.release()
-        job.release()  # idempotent
         assert await ex.zcompress(b"", runtime=rt) == zlib.compress(b"")
         # zlib failures complete the promise with TR_EINVAL: ValueError.
         for bad in (b"not zlib at all", zlib.compress(data[0])[:-9]):
@@ -128,26 +126,26 @@ async def zlib_cancel():
         long_job = asyncio.ensure_future(ex.zdecompress(zeros_stream(), runtime=rt))
         await until(lambda: rt.stats()["native_running"] == 1, "the long job to start")
         # Jobs queued behind it, cancelled before they start: their function
-        # never runs; the Job's release() (in zcompress's finally) frees them.
+        # never runs; the worker that skips them calls their drop callback,
+        # which frees them.
         queued = [asyncio.ensure_future(ex.zcompress(b"q" * 4096, runtime=rt)) for _ in range(50)]
         await asyncio.sleep(0)
         assert rt.stats()["native_queued"] == 50
-        # A Job released while queued (nobody will await it): its completion
-        # is cancelled, and its function will find nothing to do.  (The
-        # cancel reaches the future only when a worker skips the job: a
-        # promise's record waits for its job.)
+        assert ex.live_counts()["jobs"] == 51
+        # A completion cancelled from Python right after its start.
         c = rt.completion()
-        ex.zcompress_start(c, b"abc", 6).release()
+        ex.zcompress_start(c, b"abc", 6)
+        c.cancel()
         long_job.cancel()
         for t in queued:
             t.cancel()
         for t in [long_job, *queued, c]:
             assert await expect(asyncio.CancelledError, t) == "raised"
         await until(lambda: rt.stats()["pending"] == 0, "the runtime to be idle")
-        assert ex.live_counts()["jobs"] == 0
+        await until(lambda: ex.live_counts()["jobs"] == 0, "the skipped jobs to be dropped")
         # Cancelled while its function runs, in compress2 (which cannot stop
-        # early): the future is cancelled at once; the function frees the
-        # job when it returns.
+        # early): the future is cancelled at once; the job is dropped (freed)
+        # when its function returns.
         text = b"".join(b"line %d of some text with words\n" % i for i in range(300_000))
         running = asyncio.ensure_future(ex.zcompress(text, level=9, runtime=rt))
         await until(lambda: rt.stats()["native_running"] == 1, "the compression to start")
@@ -157,10 +155,9 @@ async def zlib_cancel():
         await until(lambda: ex.live_counts()["jobs"] == 0, "the running job to free itself")
         # One job per completion: a second start is refused, the first one lives on.
         c = rt.completion()
-        job = ex.zcompress_start(c, b"once", 6)
+        ex.zcompress_start(c, b"once", 6)
         assert expect_now(ValueError, ex.zcompress_start, c, b"twice", 6)
         assert zlib.decompress(await c) == b"once"
-        job.release()
         assert expect_now(ValueError, ex.zcompress_start, c, b"again", 6)  # had its job
         # A cancelled completion is refused (promise_run: TR_CANCELLED).
         c = rt.completion()
@@ -384,9 +381,8 @@ async def bad_input():
     assert expect_now(ValueError, ex.consumer_sum, ch, -1.0)
     assert expect_now(ValueError, ex.mutex_hold, m, -1.0)
     # Nothing above took a reference it kept: the completion is still usable.
-    job = ex.zcompress_start(completion, b"x", 6)
+    ex.zcompress_start(completion, b"x", 6)
     assert zlib.decompress(await completion) == b"x"
-    job.release()
     assert ex.status_name(ex.TR_ECLOSED) == "TR_ECLOSED"
     assert ex.status_name(999) == "unknown"
     assert ex.CAPI_VERSION >= 1

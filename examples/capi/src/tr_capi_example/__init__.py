@@ -5,9 +5,8 @@ table of ``tokio_runtime_capi.h``.  Its functions:
 
 * ``zcompress_start(completion, data, level)`` / ``zdecompress_start(completion,
   data, max_size)``: zlib on a runtime worker thread, completing a
-  :class:`tokio_runtime.Completion` with bytes; they return a ``Job`` to
-  ``release()`` once the completion is done.  :func:`zcompress` and
-  :func:`zdecompress` below wrap the dance.
+  :class:`tokio_runtime.Completion` with bytes.  :func:`zcompress` and
+  :func:`zdecompress` below wrap them.
 * ``producer_start(channel, count, start=0, close=False, as_bytes=False)`` and
   ``producer_join(producer) -> (sent, status)``: a native thread sending
   into a :class:`tokio_runtime.Channel`.
@@ -70,15 +69,12 @@ __all__ = [
 async def _run_job(start: Any, runtime: tokio_runtime.Runtime | None, *args: Any) -> bytes:
     rt = runtime if runtime is not None else tokio_runtime.get_runtime()
     completion = rt.completion()  # on the running loop
-    job = start(completion, *args)  # the data is copied: the caller may reuse it
-    try:
-        result: bytes = await completion  # cancelling this cancels the native job
-        return result
-    finally:
-        # The future is done (result, error or cancelled): give the job up.
-        # If its function is still running (cancelled mid-way), it frees the
-        # job itself when it returns.
-        job.release()
+    start(completion, *args)  # the data is copied: the caller may reuse it
+    # Cancelling this cancels the native job: skipped if it has not started,
+    # told through its cancel flag if it has.  Either way the job frees its
+    # own memory (the drop callback of promise_run).
+    result: bytes = await completion
+    return result
 
 
 async def zcompress(

@@ -42,124 +42,40 @@
  * Native jobs: zlib on the runtime's workers
  * ======================================================================
  *
- * The ownership problem.  TR_CAPI->promise_run(p, fn, arg) runs fn(arg) on
- * a worker, but "fn is never run if p is cancelled first", and the table
- * has no destructor for arg and no way to ask whether fn will still run.
- * So neither side alone can free a heap arg:
- *   - freed by fn: leaks when the awaiting task is cancelled before a
- *     worker takes the job (fn never runs);
- *   - freed by Python once the future is done: the future is done as soon
- *     as it is cancelled, possibly while fn is still reading the arg.
+ * TR_CAPI->promise_run(p, fn, arg, drop) queues fn(arg) for a worker; the
+ * worker completes p with fn's return value unless fn completed it first
+ * (we do, with the bytes).  Ownership of arg:
  *
- * The way out here: fn's arg is not a pointer but a *key* (an index and a
- * sequence number packed into a uintptr_t) into a registry of jobs, under
- * one mutex.  fn looks its job up; Python's side gives its interest up
- * with Job.release() (the zcompress() helper does it in a `finally`, and a
- * Job's deallocation does it too).  The two meet under the lock:
+ *   - drop(arg) is called exactly once when the job is done with arg:
+ *     after fn returned, or instead of fn when the job is skipped
+ *     (cancelled before a worker took it, runtime shut down).  So arg is a
+ *     heap job the job owns, and drop frees it.  Nothing else may free it:
+ *     the Python future is done as soon as it is cancelled, possibly while
+ *     fn is still reading arg.
+ *   - On an error return drop is not called: arg is still ours.
  *
- *   state     release() (Python)               fn (worker)
- *   QUEUED    unregister, cancel p, free       finds nothing: returns
- *   RUNNING   mark abandoned                   frees the job when done
- *   FINISHED  unregister, free                 (returned already)
- *
- * Whatever the order, the job is freed exactly once, and fn never touches
- * freed memory (a stale key finds nothing: the sequence number differs).
- * The job owns a promise reference (TR_PromiseFromObject); freeing the job
- * drops it.
+ * The promise: TR_PromiseFromObject gives us a reference; a queued job
+ * holds one of its own, so fn may use p (kept in the job, borrowed) and we
+ * drop ours right after promise_run.
  */
 
-enum { JOB_QUEUED, JOB_RUNNING, JOB_FINISHED };
 enum { OP_COMPRESS, OP_DECOMPRESS };
 
 typedef struct job {
-    uintptr_t key;          /* its registry key, given to fn as arg */
-    int state;              /* JOB_*, under jobs_mu */
-    int abandoned;          /* release() came while RUNNING, under jobs_mu */
+    tr_promise_t *promise;  /* borrowed from the job's own reference */
     int op;                 /* OP_* */
     int level;              /* compress: zlib level */
     size_t max_size;        /* decompress: largest output accepted */
-    tr_promise_t *promise;  /* our reference: dropped by job_free */
     size_t len;
     unsigned char data[];   /* a copy of the input bytes */
 } job_t;
 
-/* The registry: slots[i] is the job registered under index i, or NULL.
- * A key is (seq << KEY_SHIFT) | index, seq counting registrations, so a
- * slot reused by a later job never matches an old key. */
-#define KEY_SHIFT (sizeof(uintptr_t) * 4)
-#define KEY_INDEX(k) ((k) & (((uintptr_t)1 << KEY_SHIFT) - 1))
-static pthread_mutex_t jobs_mu = PTHREAD_MUTEX_INITIALIZER;
-static job_t **slots;
-static size_t n_slots;
-static size_t *free_slots; /* a stack of unused indices */
-static size_t n_free;
-static uintptr_t next_seq = 1;
-static size_t live_jobs;   /* registered jobs: 0 when nothing leaked */
+static atomic_int live_jobs; /* jobs allocated and not yet dropped: 0 when nothing leaked */
 
-/* Register job under a fresh key (jobs_mu held).  0, or -1: no memory. */
-static int job_register(job_t *job) {
-    if (n_free == 0) {
-        size_t grow = n_slots ? n_slots : 64;
-        if (n_slots + grow > ((uintptr_t)1 << KEY_SHIFT)) return -1;
-        job_t **s = realloc(slots, (n_slots + grow) * sizeof *s);
-        if (!s) return -1;
-        slots = s;
-        size_t *f = realloc(free_slots, (n_slots + grow) * sizeof *f);
-        if (!f) return -1;
-        free_slots = f;
-        for (size_t i = n_slots + grow; i > n_slots; i--) {
-            slots[i - 1] = NULL;
-            free_slots[n_free++] = i - 1;
-        }
-        n_slots += grow;
-    }
-    size_t index = free_slots[--n_free];
-    uintptr_t seq = next_seq++;
-    if (next_seq >> (sizeof(uintptr_t) * 8 - KEY_SHIFT)) next_seq = 1; /* wrap, skip 0 */
-    job->key = (seq << KEY_SHIFT) | index;
-    slots[index] = job;
-    live_jobs++;
-    return 0;
-}
-
-/* The job registered under key, or NULL (jobs_mu held). */
-static job_t *job_find(uintptr_t key) {
-    size_t index = KEY_INDEX(key);
-    if (index >= n_slots || !slots[index] || slots[index]->key != key) return NULL;
-    return slots[index];
-}
-
-static void job_unregister(job_t *job) { /* jobs_mu held */
-    size_t index = KEY_INDEX(job->key);
-    slots[index] = NULL;
-    free_slots[n_free++] = index;
-    live_jobs--;
-}
-
-static void job_free(job_t *job) { /* unregistered; any thread, no lock */
-    TR_CAPI->promise_release(job->promise);
-    free(job);
-}
-
-/* Python's side lets go of the job (see the table above).  Any thread. */
-static void job_release(uintptr_t key) {
-    pthread_mutex_lock(&jobs_mu);
-    job_t *job = job_find(key);
-    if (job && job->state == JOB_RUNNING) {
-        job->abandoned = 1; /* fn frees it when it is done */
-        job = NULL;
-    } else if (job) {
-        job_unregister(job);
-    }
-    pthread_mutex_unlock(&jobs_mu);
-    if (!job) return;
-    if (job->state == JOB_QUEUED) {
-        /* fn has not started, and finds nothing if it ever does.  Cancel the
-         * promise in case its future is still awaited (a Job dropped early):
-         * TR_CANCELLED cancels the future; a no-op if it finished already. */
-        TR_CAPI->promise_complete(job->promise, TR_CANCELLED, 0);
-    }
-    job_free(job);
+/* The job's drop callback: the job is done with arg (any thread). */
+static void job_drop(void *arg) {
+    free(arg);
+    atomic_fetch_sub(&live_jobs, 1);
 }
 
 /* Is the awaiting side gone?  A relaxed atomic read, as tokio_runtime.h
@@ -170,6 +86,14 @@ static int z_status(int zrc) { /* a zlib error as a tokio_runtime status */
     return zrc == Z_MEM_ERROR ? TR_ENOMEM : TR_EINVAL; /* EINVAL: ValueError in Python */
 }
 
+/* Complete p with a copy of out[0..len) if status is TR_OK, else with the
+ * error status.  Either is a no-op if the promise was cancelled meanwhile
+ * (the call returns TR_CANCELLED: nobody waits for the result). */
+static void complete_with(tr_promise_t *p, int status, const void *out, size_t len) {
+    if (status == TR_OK && TR_CAPI->promise_complete_bytes(p, out, len) != TR_ENOMEM) return;
+    TR_CAPI->promise_complete(p, status == TR_OK ? TR_ENOMEM : status, 0); /* no copy: ENOMEM */
+}
+
 static void do_compress(job_t *job) {
     uLongf out_len = compressBound((uLong)job->len);
     unsigned char *out = malloc(out_len ? out_len : 1);
@@ -178,10 +102,7 @@ static void do_compress(job_t *job) {
         return;
     }
     int zrc = compress2(out, &out_len, job->data, (uLong)job->len, job->level);
-    if (zrc == Z_OK)
-        TR_CAPI->promise_complete_bytes(job->promise, out, out_len); /* copies */
-    else
-        TR_CAPI->promise_complete(job->promise, z_status(zrc), 0);
+    complete_with(job->promise, zrc == Z_OK ? TR_OK : z_status(zrc), out, out_len);
     free(out);
 }
 
@@ -235,79 +156,24 @@ static void do_decompress(job_t *job, const volatile int *cancelled) {
     }
     inflateEnd(&zs);
     if (status == TR_OK && len > job->max_size) status = TR_EINVAL;
-    if (status == TR_OK)
-        TR_CAPI->promise_complete_bytes(job->promise, out, len);
-    else
-        TR_CAPI->promise_complete(job->promise, status, 0); /* a no-op if cancelled */
+    complete_with(job->promise, status, out, len);
     free(out);
 }
 
-/* The tr_native_fn a worker runs: arg is the job's key, not a pointer. */
+/* The tr_native_fn a worker runs.  It completes the promise itself (with
+ * bytes, or an error status); the value it returns would complete it
+ * otherwise, and is dropped.  job_drop frees the job afterwards. */
 static int64_t job_fn(void *arg, const volatile int *cancelled) {
-    uintptr_t key = (uintptr_t)arg;
-    pthread_mutex_lock(&jobs_mu);
-    job_t *job = job_find(key);
-    if (job) job->state = JOB_RUNNING;
-    pthread_mutex_unlock(&jobs_mu);
-    if (!job) return 0; /* released while queued: the promise is cancelled */
-
-    if (!cancelled_now(cancelled)) {
-        if (job->op == OP_COMPRESS)
-            do_compress(job);
-        else
-            do_decompress(job, cancelled);
-    }
-    /* The promise is complete (or cancelled) by now; our return value would
-     * complete it otherwise, and is dropped. */
-
-    pthread_mutex_lock(&jobs_mu);
-    int abandoned = job->abandoned;
-    if (abandoned)
-        job_unregister(job);
+    job_t *job = arg;
+    if (cancelled_now(cancelled)) return 0; /* cancelled as it started */
+    if (job->op == OP_COMPRESS)
+        do_compress(job);
     else
-        job->state = JOB_FINISHED;
-    pthread_mutex_unlock(&jobs_mu);
-    if (abandoned) job_free(job);
+        do_decompress(job, cancelled);
     return 0;
 }
 
-/* ---- the Job handle Python holds ------------------------------------------ */
-
-typedef struct {
-    PyObject_HEAD
-    uintptr_t key; /* 0 once released */
-} JobObject;
-
-static PyObject *Job_release(JobObject *self, PyObject *Py_UNUSED(ignored)) {
-    uintptr_t key = self->key;
-    self->key = 0;
-    if (key) job_release(key);
-    Py_RETURN_NONE;
-}
-
-static void Job_dealloc(JobObject *self) {
-    if (self->key) job_release(self->key);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyMethodDef Job_methods[] = {
-    {"release", (PyCFunction)Job_release, METH_NOARGS,
-     "Give the job up (idempotent): call it once its future is done, or to abandon it.\n"
-     "A job still queued is cancelled; a running one is freed when it returns."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject JobType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tr_capi_example._ext.Job",
-    .tp_basicsize = sizeof(JobObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A zlib job on the runtime's workers (from zcompress_start / zdecompress_start).",
-    .tp_dealloc = (destructor)Job_dealloc,
-    .tp_methods = Job_methods,
-};
-
-/* Copy data, register the job, and hand it to a worker. */
+/* Copy data and hand the job to a worker.  None, or NULL with an exception. */
 static PyObject *job_start(PyObject *completion, Py_buffer *data, int op, int level,
                            size_t max_size) {
     if ((size_t)data->len > (size_t)UINT32_MAX) {
@@ -317,46 +183,27 @@ static PyObject *job_start(PyObject *completion, Py_buffer *data, int op, int le
     tr_promise_t *promise;
     if (TR_PromiseFromObject(completion, &promise) < 0) return NULL; /* TypeError ... */
     job_t *job = malloc(sizeof *job + (size_t)data->len);
-    JobObject *handle = PyObject_New(JobObject, &JobType);
-    if (!job || !handle) {
-        free(job);
-        Py_XDECREF(handle);
+    if (!job) {
         TR_CAPI->promise_release(promise);
         return PyErr_NoMemory();
     }
-    handle->key = 0;
     memcpy(job->data, data->buf, (size_t)data->len); /* Python may reuse its buffer now */
     job->len = (size_t)data->len;
-    job->state = JOB_QUEUED;
-    job->abandoned = 0;
     job->op = op;
     job->level = level;
     job->max_size = max_size;
     job->promise = promise;
-
-    pthread_mutex_lock(&jobs_mu);
-    int reg = job_register(job);
-    pthread_mutex_unlock(&jobs_mu);
-    if (reg < 0) {
-        job_free(job);
-        Py_DECREF(handle);
-        return PyErr_NoMemory();
-    }
-    uintptr_t key = job->key;
-    int rc = TR_CAPI->promise_run(promise, job_fn, (void *)key);
+    atomic_fetch_add(&live_jobs, 1);
+    int rc = TR_CAPI->promise_run(promise, job_fn, job, job_drop);
+    TR_CAPI->promise_release(promise); /* the queued job holds its own reference */
     if (rc != TR_OK) {
-        /* Not accepted: fn will not run.  TR_EINVAL: the completion already
-         * has a job (leave that one alone); TR_CANCELLED, TR_EDONE, ...: it
-         * is finished; TR_ESHUTDOWN: the runtime stopped. */
-        pthread_mutex_lock(&jobs_mu);
-        job_unregister(job);
-        pthread_mutex_unlock(&jobs_mu);
-        job_free(job);
-        Py_DECREF(handle);
+        /* Not accepted, and drop will not be called: the job is still ours.
+         * TR_EINVAL: the completion already has a job; TR_CANCELLED,
+         * TR_EDONE, ...: it is finished; TR_ESHUTDOWN: the runtime stopped. */
+        job_drop(job);
         return TR_RaiseStatus(rc);
     }
-    handle->key = key;
-    return (PyObject *)handle;
+    Py_RETURN_NONE;
 }
 
 static PyObject *zcompress_start(PyObject *m, PyObject *args, PyObject *kw) {
@@ -649,10 +496,7 @@ static PyObject *status_name(PyObject *m, PyObject *arg) {
 
 static PyObject *live_counts(PyObject *m, PyObject *Py_UNUSED(ignored)) {
     (void)m;
-    pthread_mutex_lock(&jobs_mu);
-    size_t jobs = live_jobs;
-    pthread_mutex_unlock(&jobs_mu);
-    return Py_BuildValue("{snsi}", "jobs", (Py_ssize_t)jobs, "producers",
+    return Py_BuildValue("{sisi}", "jobs", atomic_load(&live_jobs), "producers",
                          atomic_load(&live_producers));
 }
 
@@ -670,12 +514,12 @@ static PyObject *noop_fn_address(PyObject *m, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef methods[] = {
     {"zcompress_start", (PyCFunction)(void (*)(void))zcompress_start, METH_VARARGS | METH_KEYWORDS,
-     "zcompress_start(completion, data, level=-1) -> Job\n\n"
+     "zcompress_start(completion, data, level=-1)\n\n"
      "Compress a copy of data with zlib on a runtime worker; the completion\n"
-     "completes with the compressed bytes.  Release the Job once it is done."},
+     "completes with the compressed bytes."},
     {"zdecompress_start", (PyCFunction)(void (*)(void))zdecompress_start,
      METH_VARARGS | METH_KEYWORDS,
-     "zdecompress_start(completion, data, max_size=256 MiB) -> Job\n\n"
+     "zdecompress_start(completion, data, max_size=256 MiB)\n\n"
      "Decompress on a runtime worker; bad data (or output over max_size)\n"
      "completes the completion with TR_EINVAL (ValueError)."},
     {"producer_start", (PyCFunction)(void (*)(void))producer_start, METH_VARARGS | METH_KEYWORDS,
@@ -715,7 +559,7 @@ PyMODINIT_FUNC PyInit__ext(void) {
     /* The C API table: ImportError if tokio_runtime is missing or was built
      * with another TR_CAPI_VERSION than the header we were compiled with. */
     if (tr_import_capi() < 0) return NULL;
-    if (PyType_Ready(&JobType) < 0 || PyType_Ready(&ProducerType) < 0) return NULL;
+    if (PyType_Ready(&ProducerType) < 0) return NULL;
     PyObject *mod = PyModule_Create(&module);
     if (!mod) return NULL;
     static const struct {
