@@ -250,3 +250,25 @@ def test_exit_while_a_c_thread_is_blocked_on_a_full_channel(tmp_path):
     assert proc.stdout.strip() == "blocked"
     assert proc.stderr == ""
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(
+    ("status", "exc"),
+    [
+        ("TR_ECLOSED", "ChannelClosed"),
+        ("TR_EFULL", "ChannelFull"),
+        ("TR_EEMPTY", "ChannelEmpty"),
+        ("TR_EINVAL", "ValueError"),
+        ("TR_TIMEDOUT", "TimeoutError"),
+        ("TR_ENOMEM", "MemoryError"),
+        ("TR_ETYPE", "TypeError"),
+        ("TR_CANCELLED", "RuntimeError"),
+        ("TR_ESHUTDOWN", "RuntimeError"),
+        ("TR_EDONE", "RuntimeError"),
+    ],
+)
+def test_status_exception_for_the_c_api(status, exc):
+    """What TR_RaiseStatus raises: what Python code raises for the same failure."""
+    err = _capi.status_exception(getattr(tr_lib, status))
+    assert type(err).__name__ == exc
+    assert "tokio_runtime" in str(err) or isinstance(err, (TimeoutError, MemoryError))

@@ -35,6 +35,11 @@
 #ifndef TOKIO_RUNTIME_CAPI_H
 #define TOKIO_RUNTIME_CAPI_H
 
+#ifndef TR_CAPI_NO_PYTHON
+/* First, as Python asks: it sets the feature macros (_GNU_SOURCE, ...) the
+ * system headers below must see. */
+#include <Python.h>
+#endif
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,7 +87,9 @@ typedef struct tr_capi {
      * TR_ECLOSED, TR_ENOMEM, TR_EINVAL.  recv: TR_OK (*item is yours: read
      * it with item_*, then item_free it), TR_EEMPTY, TR_TIMEDOUT,
      * TR_ECLOSED (closed and drained), TR_ETYPE (the next item is a Python
-     * object a C receiver cannot take; it stays for a Python receiver). */
+     * object a C receiver cannot take; it stays for a Python receiver).
+     * A channel belongs to no runtime: a runtime's shutdown does not wake a
+     * C thread waiting in it; close the channel, or wait with a timeout. */
     int (*channel_send_int)(tr_channel_t *ch, int64_t value, double timeout);
     int (*channel_send_bytes)(tr_channel_t *ch, const void *data, size_t len, double timeout);
     int (*channel_recv)(tr_channel_t *ch, uint64_t *item, double timeout);
@@ -107,8 +114,6 @@ typedef struct tr_capi {
 } tr_capi_t;
 
 #ifndef TR_CAPI_NO_PYTHON
-#include <Python.h>
-
 /* The table, once tr_import_capi() succeeded.  Static: each translation
  * unit that uses it calls tr_import_capi() (cheap after the first). */
 static const tr_capi_t *TR_CAPI = NULL;
@@ -155,8 +160,10 @@ static int tr__capi_handle(PyObject *obj, const char *kind, void **out) {
 }
 
 /* GIL held.  0 and a new handle (release it with TR_CAPI->*_release), or
- * -1 with TypeError (not that kind of object) or RuntimeError (a
- * completion already finished, a runtime shut down, another process's). */
+ * -1 with TypeError (not that kind of object).  A finished completion is
+ * not an error: its handle is returned, and completing it says so
+ * (TR_EDONE, TR_CANCELLED, ...); a handle of a shut-down runtime's
+ * completion likewise fails cleanly when used (TR_ESHUTDOWN). */
 static inline int TR_PromiseFromObject(PyObject *completion, tr_promise_t **out) {
     return tr__capi_handle(completion, "completion", (void **)out);
 }
@@ -167,14 +174,19 @@ static inline int TR_MutexFromObject(PyObject *mutex, tr_mutex_t **out) {
     return tr__capi_handle(mutex, "mutex", (void **)out);
 }
 
-/* GIL held.  Raise the Python exception tokio_runtime raises for status and
- * return NULL (for `return TR_RaiseStatus(rc);`). */
+/* GIL held.  Raise the exception tokio_runtime's Python code raises for
+ * status (the package maps it: TR_ECLOSED is ChannelClosed, TR_EINVAL
+ * ValueError, TR_TIMEDOUT TimeoutError, TR_ETYPE TypeError, TR_ENOMEM
+ * MemoryError, the others, TR_CANCELLED included, RuntimeError)
+ * and return NULL (for `return TR_RaiseStatus(rc);`). */
 static inline PyObject *TR_RaiseStatus(int status) {
-    PyObject *exc = PyExc_RuntimeError;
-    if (status == TR_ENOMEM) return PyErr_NoMemory();
-    if (status == TR_EINVAL) exc = PyExc_ValueError;
-    else if (status == TR_TIMEDOUT) exc = PyExc_TimeoutError;
-    PyErr_Format(exc, "tokio_runtime: %s", TR_CAPI ? TR_CAPI->status_name(status) : "error");
+    PyObject *mod = PyImport_ImportModule("tokio_runtime._capi");
+    if (!mod) return NULL;
+    PyObject *exc = PyObject_CallMethod(mod, "status_exception", "i", status);
+    Py_DECREF(mod);
+    if (!exc) return NULL;
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
     return NULL;
 }
 #endif /* TR_CAPI_NO_PYTHON */

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from ._channel import Channel
+from ._channel import Channel, ChannelClosed, ChannelEmpty, ChannelFull
+from ._errors import status_error
 from ._mutex import Mutex
 from ._native import ffi, lib
 from ._promise import Completion
@@ -60,3 +61,28 @@ def export(obj: Any, kind: str) -> int:
     assert isinstance(obj, Mutex)
     lib.tr_mutex_ref(obj._ptr)
     return int(ffi.cast("uintptr_t", obj._ptr))
+
+
+def status_exception(status: int) -> BaseException:
+    """The exception Python code of the package raises for a C ``status``.
+
+    For ``TR_RaiseStatus`` in ``tokio_runtime_capi.h``: the statuses the C
+    API returns become what the same failure raises in Python (a closed
+    channel's ``ChannelClosed``; a cancelled promise is ``RuntimeError``,
+    not ``CancelledError``, which would read as the calling task's own).
+    """
+    if status == lib.TR_ECLOSED:
+        return ChannelClosed("tokio_runtime: closed")
+    if status == lib.TR_EFULL:
+        return ChannelFull("tokio_runtime: channel is full")
+    if status == lib.TR_EEMPTY:
+        return ChannelEmpty("tokio_runtime: channel is empty")
+    if status == lib.TR_CANCELLED:
+        # Not CancelledError: raised by a plain call, that would read as the
+        # calling task being cancelled.
+        return RuntimeError("tokio_runtime: cancelled")
+    if status == lib.TR_ETYPE:
+        return TypeError("tokio_runtime: the channel's next item is a Python object, not a value")
+    if status == lib.TR_OK:
+        return ValueError("tokio_runtime: TR_OK is not an error")
+    return status_error(status)
