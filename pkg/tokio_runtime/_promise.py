@@ -141,7 +141,25 @@ class PromiseFuture(NativeFuture):
             asyncio.Future.cancel(self)
 
 
-def _new_promise(ports: Ports, keep: Any) -> tuple[PromiseFuture, Any]:
+class NativeCall(PromiseFuture):
+    """The future of :func:`run_native`: its result is always the ``int64_t``."""
+
+    __slots__ = ()
+
+    def _tr_deliver(self, status: int, value: int, final: int) -> None:
+        if self.done():
+            return
+        if status == _OK:
+            self.set_result(value)
+        elif status == _CANCELLED:
+            asyncio.Future.cancel(self)
+        else:
+            self.set_exception(status_error(status))
+
+
+def _new_promise(
+    ports: Ports, keep: Any, cls: type[PromiseFuture] = PromiseFuture
+) -> tuple[PromiseFuture, Any]:
     """A pending promise on the running loop's port, and its registered future."""
     loop = asyncio.get_running_loop()
     port: Port | None = ports.by_loop_id.get(id(loop))
@@ -154,7 +172,7 @@ def _new_promise(ports: Ports, keep: Any) -> tuple[PromiseFuture, Any]:
         port.check(rc)
         raise status_error(rc)  # pragma: no cover - check() raises for every refusal
     promise = owned(out[0], lib.tr_promise_release)
-    fut = PromiseFuture(loop=loop)
+    fut = cls(loop=loop)
     fut._tr_port = port
     fut._tr_token = token
     fut._tr_result = None
@@ -170,7 +188,7 @@ def run_native(ports: Ports, fn: Any, arg: Any = None) -> asyncio.Future[int]:
     c_arg = native_arg(arg)
     _sweep_orphans()
     keep = (fn, arg, c_arg)
-    fut, promise = _new_promise(ports, keep)
+    fut, promise = _new_promise(ports, keep, NativeCall)
     port = fut._tr_port
     try:
         # Through the loop thread, batched: the workers are woken once per

@@ -89,6 +89,7 @@ static void gate_close(gate *g, tr_runtime_t *rt) {
     pthread_cond_init(&g->cv, NULL);
     g->entered = g->open = false;
     g->work.run = gate_run;
+    g->work.solo = true; /* it holds its worker */
     tr__pool_push(&rt->pool, &g->work, &g->work);
     pthread_mutex_lock(&g->mu);
     while (!g->entered) pthread_cond_wait(&g->cv, &g->mu);
