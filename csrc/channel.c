@@ -73,6 +73,7 @@ static void channel_lost_wake(tr__sync_t *s, int direction) {
 typedef struct receipt {
     const tr_channel_t *ch; /* NULL: none */
     uint64_t item;
+    uint64_t tag;           /* a take's: tr_channel_take_tagged's tag, else 0 */
 } receipt;
 static _Thread_local receipt last_put, last_take;
 
@@ -143,7 +144,7 @@ static int put_locked(tr_channel_t *ch, uint64_t item, tr__wakelist_t *wl) {
     if (ch->len >= ch->cap) return TR_EFULL;
     int rc = ring_put(ch, item);
     if (rc != TR_OK) return rc;
-    last_put = (receipt){ch, item};
+    last_put = (receipt){ch, item, 0};
     tr__item_sent(item);
     tr__waitq_wake_one(&ch->recvq, wl);
     return TR_OK;
@@ -157,7 +158,7 @@ static int take_locked(tr_channel_t *ch, uint64_t *items, size_t max, size_t *n,
     while (k < max && ch->len > 0) items[k++] = ring_take(ch);
     *n = k;
     if (k == 0) return ch->closed ? TR_ECLOSED : TR_EEMPTY;
-    last_take = (receipt){ch, items[k - 1]};
+    last_take = (receipt){ch, items[k - 1], 0};
     size_t room = ch->len < ch->cap ? ch->cap - ch->len : 0;
     for (size_t i = 0; i < k && i < room; i++)
         if (!tr__waitq_wake_one(&ch->sendq, wl)) break;
@@ -196,6 +197,17 @@ int tr_channel_try_recv(tr_channel_t *ch, uint64_t *item, tr_wakes_t *wakes) {
 uint64_t tr_channel_take(tr_channel_t *ch, uint64_t none, tr_wakes_t *wakes) {
     uint64_t item;
     return tr_channel_try_recv(ch, &item, wakes) == TR_OK ? item : none;
+}
+
+uint64_t tr_channel_take_tagged(tr_channel_t *ch, uint64_t empty, uint64_t closed, uint64_t tag,
+                                tr_wakes_t *wakes) {
+    uint64_t item;
+    int rc = tr_channel_try_recv(ch, &item, wakes);
+    if (rc == TR_OK) {
+        last_take.tag = tag; /* this thread's receipt, set by the take just made */
+        return item;
+    }
+    return rc == TR_ECLOSED ? closed : empty;
 }
 
 /* Put item in, waiting for room until deadline (NULL: none; `try`: not at
@@ -277,7 +289,7 @@ int tr_channel_recv_value(tr_channel_t *ch, uint64_t *item, double timeout, tr_w
 }
 
 void tr_channel_took_value(tr_channel_t *ch, uint64_t item) {
-    if (last_take.ch == ch && last_take.item == item) last_take = (receipt){NULL, 0};
+    if (last_take.ch == ch && last_take.item == item) last_take = (receipt){NULL, 0, 0};
     tr_item_free(item);
 }
 
@@ -287,8 +299,15 @@ int tr_channel_sent(tr_channel_t *ch, uint64_t item) {
 
 uint64_t tr_channel_taken(tr_channel_t *ch) {
     receipt r = last_take;
-    last_take = (receipt){NULL, 0};
+    last_take = (receipt){NULL, 0, 0};
     return ch != NULL && r.ch == ch ? r.item : 0;
+}
+
+uint64_t tr_channel_taken_tagged(tr_channel_t *ch, uint64_t tag) {
+    receipt r = last_take;
+    if (ch == NULL || r.ch != ch || r.tag != tag) return 0;
+    last_take = (receipt){NULL, 0, 0};
+    return r.item;
 }
 
 int tr_channel_unget(tr_channel_t *ch, const uint64_t *items, size_t n, tr_wakes_t *wakes) {

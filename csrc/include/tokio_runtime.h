@@ -335,6 +335,19 @@ int tr_channel_recv_blocking(tr_channel_t *ch, uint64_t *item, double timeout,
  * forgets it (so a receipt is read at most once).  Calling thread only. */
 int tr_channel_sent(tr_channel_t *ch, uint64_t item);
 uint64_t tr_channel_taken(tr_channel_t *ch);
+/* Tagged receipts, for a caller that cannot tell an old receipt from the
+ * one of the take it was interrupted in (the Python shim, whose receive
+ * returns the item it took without another C call): tr_channel_take_tagged
+ * takes like tr_channel_take, returning `empty` when the channel is empty
+ * and `closed` when it is closed and drained, and stamps this thread's
+ * take receipt with tag (every other take stamps 0);
+ * tr_channel_taken_tagged(ch, tag) returns the receipt's item only if it is
+ * from ch and stamped with tag, forgetting it then (else 0, and the receipt
+ * stays).  A caller using a fresh tag per receive knows a receipt it gets
+ * back is its own.  Calling thread. */
+uint64_t tr_channel_take_tagged(tr_channel_t *ch, uint64_t empty, uint64_t closed, uint64_t tag,
+                                tr_wakes_t *wakes);
+uint64_t tr_channel_taken_tagged(tr_channel_t *ch, uint64_t tag);
 /* Put items[0..n) back at the head of the channel, in that order, ahead of
  * everything queued: for a receiver that took them but could not hand them
  * over (interrupted).  They are accepted even if that makes the channel

@@ -15,9 +15,11 @@ before its key goes into the ring, and on any exception it is taken out
 again unless C's receipt (``tr_channel_sent``) says the key went in; a
 receive reads the object before deleting it, and on any exception puts the
 key (and the object, if it was deleted) back at the head of the ring
-(``tr_channel_taken``, ``tr_channel_unget``).  So an interrupted send is
-delivered exactly once or not at all, and an interrupted receive leaves its
-item receivable.
+(``tr_channel_unget``).  A receive knows whether its take happened from C's
+receipt, stamped with a tag fresh for each receive
+(``tr_channel_take_tagged``/``tr_channel_taken_tagged``), or from the
+buffer C wrote the item into.  So an interrupted send is delivered exactly
+once or not at all, and an interrupted receive leaves its item receivable.
 
 Wakes.  A call that may wake a waiting coroutine passes this thread's
 ``tr_wakes_t`` when some coroutine waits on the channel (``_waiting``, a
@@ -52,9 +54,14 @@ RECV_MANY_CHUNK = 4096
 #: Never a key (keys count from 1): what ``tr_channel_take`` returns when it
 #: took nothing.
 _NO_KEY = 0
+#: Never a key either: what a take returns for "closed and drained".
+_CLOSED_KEY = 1
+#: A fresh tag per receive, for its take's receipt (never 0: untagged).
+_tags = itertools.count(1).__next__
 
 # Bound once: the per-item paths below are what channel throughput is made of.
-_take = lib.tr_channel_take
+_take = lib.tr_channel_take_tagged
+_taken = lib.tr_channel_taken_tagged
 _try_send = lib.tr_channel_try_send
 _get_running_loop = asyncio._get_running_loop
 _OK = lib.TR_OK
@@ -155,7 +162,7 @@ class Channel(Generic[T]):
         self._ptr = owned(out[0], lib.tr_channel_release)
         self._cap = cap
         self._items: dict[int, T] = {}
-        self._next_key = itertools.count(1).__next__  # atomic under the GIL
+        self._next_key = itertools.count(2).__next__  # atomic under the GIL; 0, 1 are not keys
         self._runtime = runtime
         self._waiting = 0  # coroutines waiting on it (a hint, see the module docs)
 
@@ -344,36 +351,54 @@ class Channel(Generic[T]):
             return TimeoutError(f"{what}() timed out")
         return status_error(rc)
 
-    def _untake(self, item: Any, key: int) -> None:
-        """After any exception in a receive: put back what it took.
+    def _untake(self, item: Any, key: int, tag: int) -> None:
+        """After any exception in a tagged receive: put back what it took.
 
-        ``key`` is the receive's local (0 or stale if it was not set yet),
-        ``item`` its object (``_MISSING`` if not read yet).  C's receipt names
-        the ring item this thread last took from the channel, unless the
-        receive got as far as ``tr_channel_took_value`` (which forgets it).
+        ``key`` is the receive's local (0 if it was not set yet), ``item``
+        its object (``_MISSING`` if not read yet), ``tag`` its receipt tag.
+        C's receipt with this tag names the item this receive took, unless
+        it took none or got as far as ``tr_channel_took_value`` (which
+        forgets it, after which only ``item`` is left).
 
-        A key receipt: if its object is still in the dict, the receive had
-        not got to it: the key goes back.  If not, the object is ``item``
-        (the receive deleted it only after reading it), unless the receipt
-        is an old one from a receive that returned normally (then ``item``
-        is ``_MISSING``).  A value receipt is never old (every receive that
-        returns a value forgets its receipt first): the value goes back,
-        still whole (its box is freed only by ``tr_channel_took_value``).
-        No receipt, but ``item`` read from a value: that call ran, so the
-        object goes back as a new value.
+        The receipt's item goes back.  For a key, its object too if the
+        receive had deleted it from the dict (it reads before it deletes);
+        a value is still whole (an inline int is the item itself; a box is
+        freed only by ``tr_channel_took_value``).  No receipt but ``item``
+        read from a boxed value: its box is gone, so the object goes back
+        as a new value.
         """
-        taken = lib.tr_channel_taken(self._ptr)
-        if not taken:
-            if item is not _MISSING and key >= _VALUE:
+        taken = _taken(self._ptr, tag)
+        if taken:
+            if taken < _VALUE:
+                items = self._items
+                if taken not in items:
+                    if item is _MISSING:  # pragma: no cover - read before deleted
+                        return
+                    items[taken] = item
+            self._unget([taken])
+        elif item is not _MISSING and key & _BOXED == _BOXED:
+            self._unget([self._key(item)])
+
+    def _untake_out(self, item: Any, key: int) -> None:
+        """After any exception in a receive into a buffer: put back what it took.
+
+        ``key`` is what C wrote into the buffer (0: nothing taken).  For a
+        boxed value, the untagged receipt still naming it tells that
+        ``tr_channel_took_value`` has not freed it yet.
+        """
+        if not key:
+            return
+        if key < _VALUE:
+            items = self._items
+            if key not in items:
+                if item is _MISSING:  # pragma: no cover - read before deleted
+                    return
+                items[key] = item
+        elif key & _BOXED == _BOXED and _taken(self._ptr, 0) != key:
+            if item is not _MISSING:
                 self._unget([self._key(item)])
             return
-        if taken < _VALUE:
-            items = self._items
-            if taken not in items:
-                if item is _MISSING:
-                    return  # an old receipt: that receive returned its item
-                items[taken] = item
-        self._unget([taken])
+        self._unget([key])
 
     def _value(self, key: int) -> T:
         """The int or bytes of a value item; reads only (the box stays).
@@ -402,31 +427,29 @@ class Channel(Generic[T]):
         items = self._items
         item = _MISSING
         key = 0
+        tag = _tags()
         try:
             if self._waiting and _waiters(self._ptr, _SEND):
-                key = call_waking(_take, self._ptr, _NO_KEY)
+                key = call_waking(_take, self._ptr, _NO_KEY, _CLOSED_KEY, tag)
             else:
-                key = _take(self._ptr, _NO_KEY, _NULL)
-            if key == _NO_KEY:
-                key = self._recv_slow("try_recv")
+                key = _take(self._ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
             if key >= _VALUE:
+                if key & _BOXED != _BOXED:  # an inline int: nothing to free
+                    item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                    return item  # type: ignore[no-any-return]  # the int that was sent
                 item = self._value(key)
                 _took(self._ptr, key)  # forget the receipt, free the box
                 return item
-            item = items[key]
-            del items[key]
-            return item
+            if key > _CLOSED_KEY:
+                item = items[key]
+                del items[key]
+                return item
+            if key == _NO_KEY:
+                raise ChannelEmpty("channel is empty")
+            raise ChannelClosed("channel is closed and drained")
         except BaseException:
-            self._untake(item, key)
+            self._untake(item, key, tag)
             raise
-
-    def _recv_slow(self, what: str) -> int:
-        """Nothing to take: which of empty or closed (or a late item's key)."""
-        out = ffi.new("uint64_t *")
-        rc = call_waking(lib.tr_channel_try_recv, self._ptr, out)
-        if rc != _OK:
-            raise self._recv_error(rc, what)
-        return int(out[0])
 
     async def recv(self) -> T:
         """Take the oldest item, waiting while the channel is empty.
@@ -437,27 +460,29 @@ class Channel(Generic[T]):
         ptr, items = self._ptr, self._items
         item = _MISSING
         key = 0
+        tag = _tags()
         try:
             while True:
                 if self._waiting and _waiters(ptr, _SEND):
-                    key = call_waking(_take, ptr, _NO_KEY)
+                    key = call_waking(_take, ptr, _NO_KEY, _CLOSED_KEY, tag)
                 else:
-                    key = _take(ptr, _NO_KEY, _NULL)
-                if key == _NO_KEY:
-                    try:
-                        key = self._recv_slow("recv")
-                    except ChannelEmpty:
-                        await self._wait(lib.TR_RECV)
-                        continue
+                    key = _take(ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
                 if key >= _VALUE:
+                    if key & _BOXED != _BOXED:  # an inline int: nothing to free
+                        item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                        return item  # type: ignore[no-any-return]  # the int that was sent
                     item = self._value(key)
                     _took(ptr, key)  # forget the receipt, free the box
                     return item
-                item = items[key]
-                del items[key]
-                return item
+                if key > _CLOSED_KEY:
+                    item = items[key]
+                    del items[key]
+                    return item
+                if key == _CLOSED_KEY:
+                    raise ChannelClosed("channel is closed and drained")
+                await self._wait(lib.TR_RECV)
         except BaseException:
-            self._untake(item, key)
+            self._untake(item, key, tag)
             raise
 
     def recv_many(self, max_items: int) -> Coroutine[Any, Any, list[T]]:
@@ -525,13 +550,10 @@ class Channel(Generic[T]):
                 boxed = [k for k in taken if k & _BOXED == _BOXED]
                 if boxed:
                     lib.tr_items_free(boxed, len(boxed), done)
-            # Forget the take receipt: it may name a value (see _untake).
-            lib.tr_channel_taken(ptr)
             return out
         except BaseException:
-            # Every item taken goes back, in order, with its object.  (And
-            # this thread's take receipt is dropped: these items go back here.)
-            lib.tr_channel_taken(ptr)
+            # Every item taken goes back, in order, with its object.  (Its
+            # untagged receipt is nobody's: tagged receives ignore it.)
             keys = list(taken)
             if count[0] and len(taken) == base:  # a chunk taken, not yet moved to `taken`
                 keys += ffi.unpack(buf, count[0])
@@ -586,7 +608,7 @@ class Channel(Generic[T]):
             del items[key]
             return item
         except BaseException:
-            self._untake(item, out[0])
+            self._untake_out(item, out[0])
             raise
 
     def __aiter__(self) -> AsyncIterator[T]:
@@ -597,18 +619,26 @@ class Channel(Generic[T]):
             items = self._items
             item = _MISSING
             key = 0
+            tag = _tags()
             try:
-                key = _take(self._ptr, _NO_KEY, _NULL)
-                if key != _NO_KEY:  # no second coroutine when an item is there
-                    if key >= _VALUE:
-                        item = self._value(key)
-                        _took(self._ptr, key)  # forget the receipt, free the box
-                        return item
+                key = _take(self._ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
+                if key >= _VALUE:  # no second coroutine when an item is there
+                    if key & _BOXED != _BOXED:  # an inline int: nothing to free
+                        item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                        return item  # type: ignore[no-any-return]  # the int that was sent
+                    item = self._value(key)
+                    _took(self._ptr, key)  # forget the receipt, free the box
+                    return item
+                if key > _CLOSED_KEY:
                     item = items[key]
                     del items[key]
                     return item
+                if key == _CLOSED_KEY:
+                    raise StopAsyncIteration
+            except StopAsyncIteration:
+                raise
             except BaseException:
-                self._untake(item, key)
+                self._untake(item, key, tag)
                 raise
         try:
             return await self.recv()
