@@ -38,7 +38,7 @@ static uint64_t box_item(tr__box_t *box) {
 
 uint64_t tr_item_int(int64_t value) {
     if (value >= INLINE_MIN && value <= INLINE_MAX)
-        return TR__ITEM_VALUE | ((uint64_t)value & TR__ITEM_PAYLOAD);
+        return TR__ITEM_VALUE | ((uint64_t)value + TR__ITEM_INT_BIAS);
     tr__box_t *box = malloc(sizeof *box);
     if (box) {
         box->kind = TR_ITEM_INT;
@@ -73,10 +73,7 @@ int64_t tr_item_get_int(uint64_t item) {
         tr__box_t *box = box_of(item);
         return box->kind == TR_ITEM_INT ? box->i : 0;
     }
-    /* Sign-extend the 62-bit payload. */
-    uint64_t payload = item & TR__ITEM_PAYLOAD;
-    if (payload & (UINT64_C(1) << 61)) payload |= ~TR__ITEM_PAYLOAD;
-    return (int64_t)payload;
+    return (int64_t)((item & TR__ITEM_PAYLOAD) - TR__ITEM_INT_BIAS); /* wraps below the bias */
 }
 
 const void *tr_item_get_bytes(uint64_t item, size_t *len) {

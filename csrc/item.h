@@ -6,8 +6,10 @@
  * key of a Python object in its dict).  Bit 63 set: a value, in one of two
  * encodings:
  *
- *   10 + 62 bits   an int in [-2**61, 2**61), two's complement, in the item
- *                  itself: no allocation (TR__ITEM_INLINE).
+ *   10 + 62 bits   an int v in [-2**61, 2**61), in the item itself as
+ *                  2**63 + 2**61 + v: no allocation.  (An offset, not two's
+ *                  complement, so that Python encodes and decodes it with
+ *                  one addition.)
  *   11 + 62 bits   a pointer to a heap box (tr__box_t) holding an int64 that
  *                  does not fit inline, or a byte string (TR__ITEM_BOXED).
  *
@@ -28,6 +30,7 @@
 #define TR__ITEM_VALUE (UINT64_C(1) << 63)
 #define TR__ITEM_BOXED (UINT64_C(3) << 62)
 #define TR__ITEM_PAYLOAD ((UINT64_C(1) << 62) - 1)
+#define TR__ITEM_INT_BIAS (UINT64_C(1) << 61) /* inline: payload = v + bias */
 
 static inline bool tr__item_is_value(uint64_t item) { return (item & TR__ITEM_VALUE) != 0; }
 static inline bool tr__item_is_boxed(uint64_t item) {

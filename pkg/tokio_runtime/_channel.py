@@ -81,8 +81,10 @@ _SEND = lib.TR_SEND
 #: understand.  Ints in [-2**61, 2**61) are encoded here, in Python; other
 #: int64s and bytes are boxed by C.
 _VALUE = 1 << 63
+#: Items from here up are boxed values; below it (and from _VALUE up) an
+#: inline int v is the item _INT_BIAS + v (item.h).
 _BOXED = 3 << 62
-_PAYLOAD = (1 << 62) - 1
+_INT_BIAS = (1 << 63) + (1 << 61)
 _SIGN = 1 << 61
 _I64 = 1 << 63
 _ITEM_INT = lib.TR_ITEM_INT
@@ -210,7 +212,7 @@ class Channel(Generic[T]):
         """
         cls = item.__class__
         if cls is int and -_SIGN <= item < _SIGN:
-            return int(_VALUE | (item & _PAYLOAD))
+            return int(item + _INT_BIAS)
         if cls is bytes or (cls is int and -_I64 <= item < _I64):
             return self._box(item)
         key = self._next_key()
@@ -251,7 +253,7 @@ class Channel(Generic[T]):
             v: Any = item  # (typed: its class is tested, not its type)
             cls = v.__class__
             if cls is int and -_SIGN <= v < _SIGN:
-                key = _VALUE | (v & _PAYLOAD)
+                key = v + _INT_BIAS
             elif cls is bytes or (cls is int and -_I64 <= v < _I64):
                 key = self._box(v)
             else:
@@ -279,7 +281,7 @@ class Channel(Generic[T]):
             v: Any = item  # (typed: its class is tested, not its type)
             cls = v.__class__
             if cls is int and -_SIGN <= v < _SIGN:
-                key = _VALUE | (v & _PAYLOAD)
+                key = v + _INT_BIAS
             elif cls is bytes or (cls is int and -_I64 <= v < _I64):
                 key = self._box(v)
             else:
@@ -315,7 +317,7 @@ class Channel(Generic[T]):
             v: Any = item  # (typed: its class is tested, not its type)
             cls = v.__class__
             if cls is int and -_SIGN <= v < _SIGN:
-                key = _VALUE | (v & _PAYLOAD)
+                key = v + _INT_BIAS
             elif cls is bytes or (cls is int and -_I64 <= v < _I64):
                 key = self._box(v)
             else:
@@ -376,7 +378,7 @@ class Channel(Generic[T]):
                         return
                     items[taken] = item
             self._unget([taken])
-        elif item is not _MISSING and key & _BOXED == _BOXED:
+        elif item is not _MISSING and key >= _BOXED:
             self._unget([self._key(item)])
 
     def _untake_out(self, item: Any, key: int) -> None:
@@ -394,7 +396,7 @@ class Channel(Generic[T]):
                 if item is _MISSING:  # pragma: no cover - read before deleted
                     return
                 items[key] = item
-        elif key & _BOXED == _BOXED and _taken(self._ptr, 0) != key:
+        elif key >= _BOXED and _taken(self._ptr, 0) != key:
             if item is not _MISSING:
                 self._unget([self._key(item)])
             return
@@ -408,8 +410,8 @@ class Channel(Generic[T]):
         any two steps leaves something ``_untake`` can tell apart.
         """
         value: Any
-        if key & _BOXED != _BOXED:
-            value = ((key & _PAYLOAD) ^ _SIGN) - _SIGN  # sign-extend 62 bits
+        if key < _BOXED:
+            value = key - _INT_BIAS
         elif lib.tr_item_kind(key) == _ITEM_INT:
             value = lib.tr_item_get_int(key)
         else:
@@ -434,8 +436,8 @@ class Channel(Generic[T]):
             else:
                 key = _take(self._ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
             if key >= _VALUE:
-                if key & _BOXED != _BOXED:  # an inline int: nothing to free
-                    item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                if key < _BOXED:  # an inline int: nothing to free
+                    item = key - _INT_BIAS
                     return item  # type: ignore[no-any-return]  # the int that was sent
                 item = self._value(key)
                 _took(self._ptr, key)  # forget the receipt, free the box
@@ -468,8 +470,8 @@ class Channel(Generic[T]):
                 else:
                     key = _take(ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
                 if key >= _VALUE:
-                    if key & _BOXED != _BOXED:  # an inline int: nothing to free
-                        item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                    if key < _BOXED:  # an inline int: nothing to free
+                        item = key - _INT_BIAS
                         return item  # type: ignore[no-any-return]  # the int that was sent
                     item = self._value(key)
                     _took(ptr, key)  # forget the receipt, free the box
@@ -542,12 +544,12 @@ class Channel(Generic[T]):
                 out = list(map(items.__getitem__, taken))
                 _consume(map(items.__delitem__, taken))
             elif kinds == _ITEMS_INTS:  # small ints only (from C or Python)
-                out = [((k & _PAYLOAD) ^ _SIGN) - _SIGN for k in taken]
+                out = [k - _INT_BIAS for k in taken]
             else:
                 value = self._value
                 out = [items[k] if k < _VALUE else value(k) for k in taken]
                 _consume(map(items.__delitem__, [k for k in taken if k < _VALUE]))
-                boxed = [k for k in taken if k & _BOXED == _BOXED]
+                boxed = [k for k in taken if k >= _BOXED]
                 if boxed:
                     lib.tr_items_free(boxed, len(boxed), done)
             return out
@@ -561,7 +563,7 @@ class Channel(Generic[T]):
                 for i, (k, v) in enumerate(zip(taken, out)):
                     if k < _VALUE:
                         items.setdefault(k, v)
-                    elif done[0] and k & _BOXED == _BOXED:  # its box is gone: a new one
+                    elif done[0] and k >= _BOXED:  # its box is gone: a new one
                         keys[i] = self._key(v)
             if keys:
                 self._unget(keys)
@@ -623,8 +625,8 @@ class Channel(Generic[T]):
             try:
                 key = _take(self._ptr, _NO_KEY, _CLOSED_KEY, tag, _NULL)
                 if key >= _VALUE:  # no second coroutine when an item is there
-                    if key & _BOXED != _BOXED:  # an inline int: nothing to free
-                        item = ((key & _PAYLOAD) ^ _SIGN) - _SIGN
+                    if key < _BOXED:  # an inline int: nothing to free
+                        item = key - _INT_BIAS
                         return item  # type: ignore[no-any-return]  # the int that was sent
                     item = self._value(key)
                     _took(self._ptr, key)  # forget the receipt, free the box
