@@ -206,18 +206,29 @@ class Channel(Generic[T]):
         return status_error(rc)
 
     def _key(self, item: Any) -> int:
-        """The ring item for ``item``: a value, or a new key of ``_items``.
+        """The ring item for ``item``, its object stored if it needs the dict.
 
-        For the put-back paths; the sends inline this (see ``_box``).
+        For the put-back paths; the sends do the same in two steps (see
+        ``_key_for``) so that an interrupt between them strands nothing.
+        """
+        key = self._key_for(item)
+        if key < _VALUE:
+            self._items[key] = item
+        return key
+
+    def _key_for(self, item: Any) -> int:
+        """The ring item for ``item``: a value, or a new (unused) key of ``_items``.
+
+        Stores nothing in the dict: the caller does, after it holds the key
+        in a local its exception handler sees.  (The sends encode small ints
+        inline before calling this: it is their hot path.)
         """
         cls = item.__class__
         if cls is int and -_SIGN <= item < _SIGN:
             return int(item + _INT_BIAS)
         if cls is bytes or (cls is int and -_I64 <= item < _I64):
             return self._box(item)
-        key = self._next_key()
-        self._items[key] = item
-        return key
+        return self._next_key()
 
     @staticmethod
     def _box(item: Any) -> int:
@@ -251,14 +262,12 @@ class Channel(Generic[T]):
         key = 0
         try:
             v: Any = item  # (typed: its class is tested, not its type)
-            cls = v.__class__
-            if cls is int and -_SIGN <= v < _SIGN:
+            if v.__class__ is int and -_SIGN <= v < _SIGN:
                 key = v + _INT_BIAS
-            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
-                key = self._box(v)
             else:
-                key = self._next_key()
-                self._items[key] = item
+                key = self._key_for(v)
+                if key < _VALUE:  # an object's key: the object goes in now
+                    self._items[key] = item
             if self._waiting and _waiters(self._ptr, _RECV):
                 rc = call_waking(_try_send, self._ptr, key)
             else:
@@ -279,14 +288,12 @@ class Channel(Generic[T]):
         key = 0
         try:
             v: Any = item  # (typed: its class is tested, not its type)
-            cls = v.__class__
-            if cls is int and -_SIGN <= v < _SIGN:
+            if v.__class__ is int and -_SIGN <= v < _SIGN:
                 key = v + _INT_BIAS
-            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
-                key = self._box(v)
             else:
-                key = self._next_key()
-                self._items[key] = item
+                key = self._key_for(v)
+                if key < _VALUE:  # an object's key: the object goes in now
+                    self._items[key] = item
             while True:
                 if self._waiting and _waiters(ptr, _RECV):
                     rc = call_waking(_try_send, ptr, key)
@@ -315,14 +322,12 @@ class Channel(Generic[T]):
         key = 0
         try:
             v: Any = item  # (typed: its class is tested, not its type)
-            cls = v.__class__
-            if cls is int and -_SIGN <= v < _SIGN:
+            if v.__class__ is int and -_SIGN <= v < _SIGN:
                 key = v + _INT_BIAS
-            elif cls is bytes or (cls is int and -_I64 <= v < _I64):
-                key = self._box(v)
             else:
-                key = self._next_key()
-                self._items[key] = item
+                key = self._key_for(v)
+                if key < _VALUE:  # an object's key: the object goes in now
+                    self._items[key] = item
             if self._waiting and _waiters(ptr, _RECV):
                 rc = call_waking(_try_send, ptr, key)
             else:
